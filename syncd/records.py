@@ -1,0 +1,194 @@
+"""Plain domain records shared by every layer (no I/O, no ORM).
+
+Timestamps are ISO 8601 UTC text in the form ``YYYY-MM-DDTHH:MM:SS.sssZ``; entry dates are
+``YYYY-MM-DD`` text. ``api.py`` normalises every upstream shape into these records.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Priority(enum.IntEnum):
+    """Who asks for a request; lower values are served first when the budget is tight."""
+
+    PUSH = 0  # confirming re-scan after a webhook
+    HOT = 1  # hot-window poll
+    BACKFILL = 2  # first walk through history
+    RECONCILE = 3  # background re-verification of old windows
+    CONTROL = 4  # webhook subscription management and other housekeeping
+
+
+class Source(enum.StrEnum):
+    """How a row reached the mirror (the ``source`` column)."""
+
+    BACKFILL = "backfill"
+    POLL = "poll"
+    RECONCILE = "reconcile"
+    WEBHOOK = "webhook"
+    PUSH_RESCAN = "push_rescan"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A named reference to another upstream object (member, project, task, client, tag)."""
+
+    id: str
+    name: str | None = None
+    color: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeEntry:
+    """One upstream time entry, whatever endpoint it came from."""
+
+    id: str
+    workspace_id: str
+    date: str  # YYYY-MM-DD (UTC)
+    start_time: str | None
+    end_time: str | None  # None while the timer runs
+    duration_seconds: int | None  # None while the timer runs
+    description: str
+    billable: bool
+    manually_entered: bool
+    team_member_id: str | None
+    team_member_name: str | None
+    project_id: str | None
+    project_name: str | None
+    client_id: str | None
+    client_name: str | None
+    task_id: str | None
+    task_name: str | None
+    created_at: str | None
+    updated_at: str | None
+    tags: tuple[Ref, ...] = ()
+    workspace_name: str | None = None
+    team_member_email: str | None = None
+    raw: str = "{}"  # the upstream JSON object this record was parsed from
+
+    @property
+    def running(self) -> bool:
+        return self.end_time is None and self.start_time is not None and not self.manually_entered
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What one response said about the server's view of our budget."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_epoch: float | None = None  # epoch seconds when the window frees a slot
+    retry_after: float | None = None  # seconds, from Retry-After on a 429
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSubscription:
+    id: str
+    url: str
+    events: tuple[str, ...]
+    status: str  # ACTIVE, DISABLED, ...
+
+
+class EventKind(enum.StrEnum):
+    TIMER_STARTED = "TIMER_STARTED"
+    TIMER_STOPPED = "TIMER_STOPPED"
+    MANUAL_TIME_ADDED = "MANUAL_TIME_ADDED"
+    CLIENT_CREATED = "CLIENT_CREATED"
+    PROJECT_CREATED = "PROJECT_CREATED"
+    TASK_CREATED = "TASK_CREATED"
+    TIME_ENTRY_UPDATED = "TIME_ENTRY_UPDATED"  # emulator extension
+    TIME_ENTRY_DELETED = "TIME_ENTRY_DELETED"  # emulator extension
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A parsed webhook delivery.
+
+    ``dedupe_key`` identifies the delivery's content (event kind, object id, updatedAt), so a
+    repeated delivery is recognised whatever headers it carries.
+    """
+
+    kind: EventKind
+    object_id: str
+    workspace_id: str | None
+    updated_at: str | None
+    dedupe_key: str
+    entry: TimeEntry | None = None  # time-entry events (not deletes)
+    payload: dict = field(default_factory=dict)
+    delivery_id: str | None = None
+
+
+@dataclass(slots=True)
+class WindowOutcome:
+    """What applying one complete window scan changed in the mirror."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    tombstoned: int = 0
+    revived: int = 0
+
+    def add(self, other: WindowOutcome) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.tombstoned += other.tombstoned
+        self.revived += other.revived
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceState:
+    """Per-workspace sync progress, as committed with the last window."""
+
+    workspace_id: str
+    backfill_before: str | None = None  # YYYY-MM-DD: every date >= this was scanned once
+    backfill_complete: bool = False
+    oldest_date: str | None = None  # oldest entry date known upstream (set when backfill ends)
+    reconcile_before: str | None = None  # YYYY-MM-DD: the reconciliation sweep's position
+    window_days: int | None = None  # last adaptive window size that fit the response cap
+    last_hot_scan_at: str | None = None
+    last_reconcile_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScan:
+    """One complete scan of ``[date_from, date_to]`` (inclusive) of a workspace.
+
+    ``date_from=None`` means "everything up to ``date_to``" (the open-ended probe at the end of
+    a backfill). ``state`` is written in the same transaction as the rows.
+    """
+
+    workspace_id: str
+    date_from: str | None  # YYYY-MM-DD
+    date_to: str  # YYYY-MM-DD
+    entries: tuple[TimeEntry, ...]
+    source: Source
+    scanned_at: str  # ISO timestamp
+    state: WorkspaceState | None = None
+    run_id: int | None = None
+    force_delete: bool = False
+    mass_delete_share: float = 0.5  # refuse when tombstones exceed this share of live entries
+    mass_delete_min: int = 10  # ... and are at least this many
+
+
+@dataclass(slots=True)
+class RunReport:
+    """The summary of one sync run (one ``--once`` or one daemon cycle)."""
+
+    kind: str  # once | poll | reconcile | push | backfill
+    started_at: str
+    finished_at: str | None = None
+    workspaces: int = 0
+    windows: int = 0
+    outcome: WindowOutcome = field(default_factory=WindowOutcome)
+    requests: int = 0
+    rate_limited: int = 0
+    ok: bool = False
+    error: str | None = None

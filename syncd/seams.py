@@ -1,0 +1,102 @@
+"""The interfaces the sync engine is written against.
+
+``sync.py`` sees upstream only through :class:`Client` and the mirror only through
+:class:`MirrorStore`; the real implementations live in ``client.py`` (aiohttp) and
+``store/`` (peewee), and tests may pass in-memory ones. This module imports neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from syncd.records import (
+    Priority,
+    RunReport,
+    Source,
+    TimeEntry,
+    WebhookEvent,
+    WebhookSubscription,
+    WindowOutcome,
+    WindowScan,
+    Workspace,
+    WorkspaceState,
+)
+
+
+class Client(Protocol):
+    """Upstream, as the sync engine needs it. Every call spends rate budget.
+
+    Methods raise ``ApiError`` subclasses once retries are exhausted, and
+    ``BudgetExhausted`` when the daily quota does not allow the request.
+    """
+
+    async def list_workspaces(self, *, priority: Priority = Priority.HOT) -> list[Workspace]: ...
+
+    async def find_time_entries(
+        self,
+        workspace_id: str,
+        *,
+        date_from: str | None,
+        date_to: str | None,
+        priority: Priority,
+    ) -> list[TimeEntry]:
+        """Every entry whose ``date`` lies in ``[date_from, date_to]`` (inclusive, YYYY-MM-DD).
+
+        ``None`` leaves that side open. The list is complete (upstream does not paginate).
+        """
+        ...
+
+    async def list_webhooks(self) -> list[WebhookSubscription]: ...
+
+    async def subscribe_webhook(
+        self, url: str, events: Sequence[str], *, secret: str | None, description: str | None
+    ) -> WebhookSubscription: ...
+
+    async def delete_webhook(self, webhook_id: str) -> None: ...
+
+
+class MirrorStore(Protocol):
+    """The mirror database, as the sync engine needs it (async; runs on the DB thread).
+
+    Methods raise ``StoreError`` when the database cannot be used.
+    """
+
+    async def upsert_workspaces(self, workspaces: Sequence[Workspace], synced_at: str) -> None: ...
+
+    async def workspace_state(self, workspace_id: str) -> WorkspaceState: ...
+
+    async def apply_window(self, scan: WindowScan) -> WindowOutcome:
+        """Upsert the scan's entries, tombstone the window's missing ones, revive reappearing
+        ones, record the scan and write ``scan.state``, all in one transaction.
+
+        Raises ``MassDeleteError`` (and writes nothing) when the tombstones would exceed
+        ``scan.mass_delete_share`` of the workspace's live entries and ``scan.force_delete``
+        is false.
+        """
+        ...
+
+    async def count_live_entries(
+        self, workspace_id: str, date_from: str | None = None, date_to: str | None = None
+    ) -> int: ...
+
+    async def running_entry_dates(self, workspace_id: str) -> list[str]:
+        """Dates (YYYY-MM-DD) of entries the mirror holds as running timers."""
+        ...
+
+    async def apply_pushed_entry(self, entry: TimeEntry, source: Source, synced_at: str) -> str:
+        """Upsert one entry from a push unless the mirror holds a newer ``updated_at``.
+
+        Returns ``"inserted"``, ``"updated"``, ``"revived"`` or ``"stale"``.
+        """
+        ...
+
+    async def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool: ...
+
+    async def record_webhook_event(self, event: WebhookEvent, received_at: str) -> bool:
+        """Add the event to the ``webhook_events`` ledger; False if it was seen before."""
+        ...
+
+    async def start_run(self, kind: str, started_at: str) -> int: ...
+
+    async def finish_run(self, run_id: int, report: RunReport) -> None: ...
