@@ -76,6 +76,14 @@ class MirrorStore(Protocol):
         """
         ...
 
+    async def save_state(self, state: WorkspaceState) -> None:
+        """Write a workspace's sync progress on its own (no window attached)."""
+        ...
+
+    async def oldest_entry_date(self, workspace_id: str) -> str | None:
+        """The oldest ``date`` of any entry of the workspace, tombstones included."""
+        ...
+
     async def count_live_entries(
         self, workspace_id: str, date_from: str | None = None, date_to: str | None = None
     ) -> int: ...

@@ -1,0 +1,213 @@
+"""``syncd emulator``: run the emulator until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import signal
+import sys
+
+import click
+from aiohttp import web
+
+from .settings import EXTENSIONS, EmulatorSettings
+from .timefmt import parse_iso
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _delays(ctx, param, value: str) -> tuple[float, ...]:
+    if value.strip() in ("", "none"):
+        return ()
+    try:
+        delays = tuple(float(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of seconds, e.g. 1,5,25") from None
+    if any(d < 0 for d in delays):
+        raise click.BadParameter("delays must not be negative")
+    return delays
+
+
+def _extensions(ctx, param, values: tuple[str, ...]) -> frozenset[str]:
+    names = {n.strip() for v in values for n in v.split(",") if n.strip()}
+    unknown = names - EXTENSIONS
+    if unknown:
+        raise click.BadParameter(
+            f"unknown: {', '.join(sorted(unknown))} (known: {', '.join(sorted(EXTENSIONS))})"
+        )
+    return frozenset(names)
+
+
+def _now(ctx, param, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value) / 1000
+    except ValueError:
+        raise click.BadParameter("an ISO 8601 datetime, e.g. 2026-11-27T12:00:00Z") from None
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address only.")
+@click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--workspaces", default=3, show_default=True, type=click.IntRange(0))
+@click.option("--entries", default=5000, show_default=True, type=click.IntRange(0))
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1))
+@click.option("--api-key", "api_keys", multiple=True, help="Repeatable. Default: demo-key.")
+@click.option("--now", callback=_now, help="Start the clock at this instant (ISO 8601).")
+@click.option("--no-rate-limit", is_flag=True, help="Switch every rate limit off.")
+@click.option("--rate-per-second", default=10, show_default=True, type=click.IntRange(0))
+@click.option("--rate-per-minute", default=100, show_default=True, type=click.IntRange(0))
+@click.option("--rate-per-day", default=10_000, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--allow-http-webhooks",
+    is_flag=True,
+    help="Accept http://127.0.0.1 and http://localhost webhook targets.",
+)
+@click.option(
+    "--webhook-retry-delays",
+    default="1,5,25",
+    show_default=True,
+    callback=_delays,
+    help="Seconds between delivery attempts; 'none' for no retries.",
+)
+@click.option("--webhook-timeout", default=10.0, show_default=True, type=float)
+@click.option(
+    "--webhook-scope",
+    type=click.Choice(["all-workspaces", "default-workspace"]),
+    default="all-workspaces",
+    show_default=True,
+)
+@click.option(
+    "--extensions",
+    "extensions",
+    multiple=True,
+    callback=_extensions,
+    help=f"Comma-separated: {', '.join(sorted(EXTENSIONS))}.",
+)
+@click.option(
+    "--webhook-id-format", type=click.Choice(["wh", "uuid"]), default="wh", show_default=True
+)
+@click.option(
+    "--delete-unknown-webhook",
+    type=click.Choice(["400", "404", "200"]),
+    default="400",
+    show_default=True,
+)
+@click.option(
+    "--delete-webhook-success",
+    type=click.Choice(["success", "webhook-id", "204"]),
+    default="success",
+    show_default=True,
+)
+@click.option(
+    "--tag-create-path",
+    type=click.Choice(["triggers", "actions", "both"]),
+    default="triggers",
+    show_default=True,
+)
+@click.option("--billable-optional", is_flag=True, help="billable may be omitted (default true).")
+@click.option("--team-member-required", is_flag=True)
+@click.option(
+    "--date-filter-field",
+    type=click.Choice(["date", "created_at"]),
+    default="date",
+    show_default=True,
+)
+@click.option("--lenient-auth", is_flag=True, help="Accept either surface's auth header.")
+def emulator_command(
+    host,
+    port,
+    seed,
+    workspaces,
+    entries,
+    days,
+    api_keys,
+    now,
+    no_rate_limit,
+    rate_per_second,
+    rate_per_minute,
+    rate_per_day,
+    allow_http_webhooks,
+    webhook_retry_delays,
+    webhook_timeout,
+    webhook_scope,
+    extensions,
+    webhook_id_format,
+    delete_unknown_webhook,
+    delete_webhook_success,
+    tag_create_path,
+    billable_optional,
+    team_member_required,
+    date_filter_field,
+    lenient_auth,
+) -> None:
+    """Run an offline Timetracker (core /v1 API, Zapier /api, control /__emulator/)."""
+    if not is_loopback(host):
+        raise click.BadParameter(
+            f"{host!r} is not a loopback address; the control API at /__emulator/ has no "
+            "authentication, so the emulator only listens on 127.0.0.1, ::1 or localhost",
+            param_hint="--host",
+        )
+    settings = EmulatorSettings(
+        host=host,
+        port=port,
+        seed=seed,
+        workspaces=workspaces,
+        entries=entries,
+        days=days,
+        api_keys=tuple(dict.fromkeys(api_keys)) or ("demo-key",),
+        now=now,
+        rate_limit=not no_rate_limit,
+        rate_per_second=rate_per_second,
+        rate_per_minute=rate_per_minute,
+        rate_per_day=rate_per_day,
+        allow_http_webhooks=allow_http_webhooks,
+        webhook_retry_delays=webhook_retry_delays,
+        webhook_timeout=webhook_timeout,
+        webhook_scope=webhook_scope,
+        extensions=extensions,
+        webhook_id_format=webhook_id_format,
+        delete_unknown_webhook=delete_unknown_webhook,
+        delete_webhook_success=delete_webhook_success,
+        tag_create_path=tag_create_path,
+        billable_required=not billable_optional,
+        team_member_required=team_member_required,
+        date_filter_field=date_filter_field,
+        lenient_auth=lenient_auth,
+    )
+    asyncio.run(serve(settings))
+
+
+async def serve(settings: EmulatorSettings) -> None:
+    from .app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    server = site._server
+    port = server.sockets[0].getsockname()[1] if server and server.sockets else settings.port
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    url = f"http://{host}:{port}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    line = {"event": "emulator_ready", "url": url, "api_url": f"{url}/v1", "app_url": url}
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

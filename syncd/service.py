@@ -1,0 +1,310 @@
+"""Composition root and lifecycle, shared by ``syncd --once`` and the daemon.
+
+One process holds one :class:`Runtime`: one mirror store (with its DB thread), one
+``aiohttp.ClientSession``, one persisted rate budget for the key, one HTTP client and one
+sync engine. ``run_once`` and ``run_daemon`` build it the same way and tear it down the same
+way; the daemon adds the scheduler, the webhook receiver and systemd notifications
+(``syncd.daemon``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from syncd import __version__
+from syncd.budget import BudgetLimits, RateBudget, key_id_for
+from syncd.client import HttpClient, RetryPolicy
+from syncd.config import Config
+from syncd.errors import ShutdownRequested
+from syncd.records import RunReport
+from syncd.store import AsyncStore, Store
+from syncd.sync import ScanProgress, SyncEngine, SyncSettings
+
+log = structlog.get_logger("syncd.service")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """``moment`` (default now) as ISO 8601 UTC text with milliseconds."""
+    moment = (moment or utc_now()).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings:
+    """The engine's view of the ``[sync]`` section."""
+    s = config.sync
+    return SyncSettings(
+        hot_window_days=s.hot_window_days,
+        history_start=s.history_start,
+        workspaces=tuple(s.workspaces),
+        interval_seconds=s.interval_seconds,
+        window_target_entries=s.window_target_entries,
+        window_max_entries=s.window_max_entries,
+        window_min_days=s.window_min_days,
+        window_max_days=s.window_max_days,
+        reconcile_period_days=s.reconcile_period_days,
+        mass_delete_share=s.mass_delete_share,
+        mass_delete_min=s.mass_delete_min,
+        force_delete=force_delete,
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything one syncd process holds while it runs."""
+
+    config: Config
+    store: AsyncStore
+    session: aiohttp.ClientSession
+    budget: RateBudget
+    client: HttpClient
+    engine: SyncEngine
+
+
+class StopSignals:
+    """SIGTERM/SIGINT handling: the first signal asks for a clean stop, the second aborts.
+
+    ``requested`` is polled between windows, so the window in flight is always committed.
+    """
+
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+        self.event = asyncio.Event()
+        self._on_stop = on_stop
+        self._installed: list[int] = []
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self._handle, signum)
+                self._installed.append(signum)
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._installed:
+            loop.remove_signal_handler(signum)
+        self._installed.clear()
+
+    def _handle(self, signum: int) -> None:
+        if self.event.is_set():
+            log.warning("stop_aborted", signal=signal.Signals(signum).name)
+            os._exit(130)  # a second signal aborts at once; WAL keeps the mirror intact
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.event.set()
+        if self._on_stop is not None:
+            self._on_stop()
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config,
+    *,
+    daily_share: float = 1.0,
+    force_delete: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_window: Callable[[ScanProgress], None] | None = None,
+    on_outcome: Callable[[str], None] | None = None,
+) -> AsyncIterator[Runtime]:
+    """Open the store, the HTTP session, the budget, the client and the engine; close them.
+
+    Raises ``ConfigError`` (no API key), ``StoreError``/``SchemaTooNew`` (database).
+    """
+    key = config.api.key_value()
+    store = await AsyncStore.open(config.database.path)
+    try:
+        limits = config.limits
+        budget = RateBudget(
+            store.store.db,
+            key_id_for(key),
+            limits=BudgetLimits(
+                per_second=limits.per_second,
+                per_minute=limits.per_minute,
+                per_day=limits.per_day,
+                safety_margin=limits.safety_margin,
+            ),
+            daily_share=daily_share,
+            runner=store.call,
+        )
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=10, limit_per_host=10, ttl_dns_cache=300),
+            headers={"User-Agent": f"syncd/{__version__}"},
+        )
+        try:
+            client = HttpClient(
+                session,
+                budget,
+                api_key=key,
+                api_url=config.api.url,
+                app_url=config.api.app_url,
+                version=config.api.version or None,
+                retry=RetryPolicy(
+                    max_attempts=config.api.max_attempts,
+                    total_timeout=config.api.retry_timeout_seconds,
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=config.api.timeout_seconds,
+                    sock_connect=min(10, config.api.timeout_seconds),
+                ),
+                on_outcome=on_outcome,
+            )
+            engine = SyncEngine(
+                client,
+                store,
+                sync_settings(config, force_delete=force_delete),
+                clock=utc_now,
+                should_stop=should_stop,
+                on_window=on_window,
+            )
+            yield Runtime(config, store, session, budget, client, engine)
+        finally:
+            await session.close()
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def recorded_run(runtime: Runtime, kind: str) -> AsyncIterator[RunReport]:
+    """Record a run in ``sync_runs``: what it changed, requests used, 429s, success.
+
+    The run counts as successful when the body returns or stops on request
+    (``ShutdownRequested`` is swallowed here: everything committed is kept). Other errors
+    are recorded and re-raised.
+    """
+    report = RunReport(kind=kind, started_at=timestamp())
+    stats = runtime.client.stats
+    requests_before, limited_before = stats.requests, stats.rate_limited
+    run_id = await runtime.store.start_run(kind, report.started_at)
+    try:
+        yield report
+        report.ok = True
+    except ShutdownRequested as exc:
+        report.ok = True
+        report.error = str(exc)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        report.finished_at = timestamp()
+        report.requests = stats.requests - requests_before
+        report.rate_limited = stats.rate_limited - limited_before
+        await asyncio.shield(runtime.store.finish_run(run_id, report))
+
+
+class _Progress:
+    """A progress line on a terminal during long backfills; silent otherwise."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty() and "JOURNAL_STREAM" not in os.environ
+        self._progress: Any = None
+        self._task: Any = None
+        self._entries = 0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("syncing", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def window(self, scan: ScanProgress) -> None:
+        self._entries += scan.entries
+        if self._progress is not None:
+            self._progress.update(
+                self._task,
+                description=(
+                    f"{scan.source} {scan.date_from or '…'}..{scan.date_to[:10]} "
+                    f"· {self._entries:,} entries seen"
+                ),
+            )
+
+
+async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
+    """One sync cycle (``syncd --once``); SIGTERM/SIGINT stop it after the current window.
+
+    Returns the run's report (``ok`` also when stopped by a signal: every committed window
+    is kept). Raises ``ApiError``, ``BudgetExhausted``, ``MassDeleteError``, ``StoreError``
+    or ``ConfigError`` when the sync fails.
+    """
+    signals = StopSignals()
+    signals.install()
+    try:
+        with _Progress() as progress:
+            async with (
+                open_runtime(
+                    config,
+                    force_delete=force_delete,
+                    should_stop=lambda: signals.requested,
+                    on_window=progress.window,
+                ) as runtime,
+                recorded_run(runtime, "once") as report,
+            ):
+                await runtime.engine.run_once(report)
+        return report
+    finally:
+        signals.uninstall()
+
+
+async def run_daemon(config: Config) -> None:
+    """Run the long-lived service until SIGTERM/SIGINT (see ``syncd.daemon``).
+
+    Raises ``ConfigError``, ``StoreError`` or ``OSError`` (listen address) on start-up.
+    """
+    from syncd.daemon import Daemon
+
+    await Daemon(config).run()
+
+
+def status(config: Config) -> dict[str, Any]:
+    """What ``syncd status`` shows, read from the mirror (works while the daemon runs).
+
+    Raises ``StoreError`` when the database cannot be opened.
+    """
+    from syncd.daemon import describe_status
+
+    store = Store(config.database.path)
+    try:
+        return describe_status(config, store)
+    finally:
+        store.close()
+
+
+async def remove_webhooks(config: Config) -> int:
+    """Delete this installation's webhook subscriptions upstream; returns how many.
+
+    Raises ``ApiError`` or ``BudgetExhausted``.
+    """
+    from syncd.daemon import remove_subscriptions
+
+    async with open_runtime(config) as runtime:
+        return await remove_subscriptions(runtime)

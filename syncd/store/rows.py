@@ -1,0 +1,116 @@
+"""Pure conversions between ``TimeEntry`` records and ``time_entries`` rows (no SQL here).
+
+A row is a tuple in ``ENTRY_COLUMNS`` order. Comparing two versions of an entry uses the
+*content* columns only (not ``synced_at``, ``source``, ``raw`` or ``deleted_at``) plus the
+entry's tag ids, so a re-scan that brings back the same data is counted as unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from syncd.records import Source, TimeEntry
+
+ENTRY_COLUMNS: tuple[str, ...] = (
+    "id",
+    "workspace_id",
+    "date",
+    "start_time",
+    "end_time",
+    "duration_seconds",
+    "description",
+    "billable",
+    "manually_entered",
+    "team_member_id",
+    "team_member_name",
+    "project_id",
+    "project_name",
+    "client_id",
+    "client_name",
+    "task_id",
+    "task_name",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "synced_at",
+    "source",
+    "raw",
+)
+CONTENT_COLUMNS: tuple[str, ...] = ENTRY_COLUMNS[:19]  # id .. updated_at
+_UPDATED_AT = ENTRY_COLUMNS.index("updated_at")
+_DESCRIPTION = ENTRY_COLUMNS.index("description")
+
+Row = tuple[Any, ...]
+
+
+def content_of(entry: TimeEntry) -> Row:
+    """The comparable content of a record, in ``CONTENT_COLUMNS`` order."""
+    return (
+        entry.id,
+        entry.workspace_id,
+        entry.date,
+        entry.start_time,
+        entry.end_time,
+        entry.duration_seconds,
+        entry.description or "",
+        1 if entry.billable else 0,
+        1 if entry.manually_entered else 0,
+        entry.team_member_id,
+        entry.team_member_name,
+        entry.project_id,
+        entry.project_name,
+        entry.client_id,
+        entry.client_name,
+        entry.task_id,
+        entry.task_name,
+        entry.created_at,
+        entry.updated_at,
+    )
+
+
+def row_of(entry: TimeEntry, source: Source | str, synced_at: str) -> Row:
+    """The full live row (``deleted_at`` NULL) for a record."""
+    return (*content_of(entry), None, synced_at, str(source), entry.raw)
+
+
+def tag_ids(entry: TimeEntry) -> tuple[str, ...]:
+    return tuple(sorted({t.id for t in entry.tags}))
+
+
+def at_least_as_new(incoming: str | None, stored: str | None) -> bool:
+    """True when ``incoming`` (an ``updated_at``) is not older than ``stored``.
+
+    Both are ISO 8601 UTC text in one format, so text order is time order. A missing
+    ``updated_at`` is older than any present one.
+    """
+    if stored is None:
+        return True
+    if incoming is None:
+        return False
+    return incoming >= stored
+
+
+def is_newer(instant: str | None, than: str | None) -> bool:
+    """True when ``instant`` is strictly later than ``than`` (None is never later)."""
+    if instant is None:
+        return False
+    return than is None or instant > than
+
+
+def dedupe_entries(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
+    """One record per id: the one with the greatest ``updated_at`` (the later one on ties)."""
+    best: dict[str, TimeEntry] = {}
+    for entry in entries:
+        held = best.get(entry.id)
+        if held is None or at_least_as_new(entry.updated_at, held.updated_at):
+            best[entry.id] = entry
+    return list(best.values())
+
+
+def updated_at_of(content: Row) -> str | None:
+    return content[_UPDATED_AT]
+
+
+def description_of(content: Row) -> str:
+    return content[_DESCRIPTION]

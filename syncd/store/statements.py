@@ -1,0 +1,113 @@
+"""Prepared statement texts for the hot write path, generated once from the peewee models.
+
+Rendering a 500-row ``insert_many`` through peewee's query builder costs more than SQLite
+executing it, so the store asks peewee for the *one-row* ``INSERT ... ON CONFLICT`` text once
+and feeds it every row through ``cursor.executemany`` (SQLite reuses the prepared statement).
+Reads by many ids bind one JSON array (``json_each``) instead of building ``IN (?, ?, ...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peewee import EXCLUDED, Database, fn
+
+from syncd.store import models as m
+from syncd.store.rows import CONTENT_COLUMNS, ENTRY_COLUMNS
+
+_REF_MODELS: dict[str, type[m.BaseModel]] = {
+    "team_member": m.TeamMember,
+    "client": m.Client,
+    "project": m.Project,
+    "task": m.Task,
+    "tag": m.Tag,
+}
+REF_COLUMNS: dict[str, tuple[str, ...]] = {
+    "team_member": ("id", "workspace_id", "name", "email"),
+    "client": ("id", "workspace_id", "name"),
+    "project": ("id", "workspace_id", "name", "client_id"),
+    "task": ("id", "workspace_id", "project_id", "name"),
+    "tag": ("id", "workspace_id", "name", "color"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    upsert_entry: str
+    upsert_ref: dict[str, str]
+    insert_link: str
+    delete_links: str
+    tombstone: str
+    select_stored: str
+    select_links: str
+    live_ids_in_window: str
+    unindex_ids: str
+    index_ids: str
+
+
+def _one_row_sql(query: object) -> str:
+    sql, _params = query.sql()  # type: ignore[attr-defined]
+    return sql
+
+
+def build(db: Database) -> Statements:
+    """Render the statements for ``db``'s dialect (the models must be bound to it)."""
+    TE, TT = m.TimeEntry, m.TimeEntryTag
+    fields = [getattr(TE, c) for c in ENTRY_COLUMNS]
+    upsert_entry = _one_row_sql(
+        TE.insert_many([tuple("x" for _ in fields)], fields=fields).on_conflict(
+            conflict_target=[TE.id], preserve=[f for f in fields if f is not TE.id]
+        )
+    )
+    upsert_ref = {}
+    for kind, model in _REF_MODELS.items():
+        cols = [getattr(model, c) for c in REF_COLUMNS[kind]]
+        update = {c: fn.COALESCE(getattr(EXCLUDED, c.column_name), c) for c in cols[1:]}
+        upsert_ref[kind] = _one_row_sql(
+            model.insert_many([tuple("x" for _ in cols)], fields=cols).on_conflict(
+                conflict_target=[model._meta.primary_key], update=update
+            )
+        )
+    insert_link = _one_row_sql(
+        TT.insert_many([("x", "x")], fields=[TT.time_entry_id, TT.tag_id]).on_conflict_ignore()
+    )
+    delete_links = _one_row_sql(TT.delete().where(TT.time_entry_id == "x"))
+    tombstone = _one_row_sql(
+        TE.update(deleted_at="x").where((TE.id == "x") & TE.deleted_at.is_null())
+    )
+    content = ", ".join(f'"{c}"' for c in CONTENT_COLUMNS)
+    select_stored = (
+        f"SELECT {content}, deleted_at FROM time_entries "  # noqa: S608 (constant columns)
+        "WHERE id IN (SELECT value FROM json_each(?))"
+    )
+    select_links = (
+        "SELECT time_entry_id, tag_id FROM time_entry_tags "
+        "WHERE time_entry_id IN (SELECT value FROM json_each(?))"
+    )
+    live_ids_in_window = (
+        "SELECT id FROM time_entries WHERE workspace_id = ? AND date >= ? AND date <= ? "
+        "AND deleted_at IS NULL"
+    )
+    # Keep the description index in step, one statement per batch of ids (a JSON array).
+    unindex_ids = (
+        "INSERT INTO time_entries_fts (time_entries_fts, rowid, description) "
+        "SELECT 'delete', rowid, description FROM time_entries "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
+    )
+    index_ids = (
+        "INSERT INTO time_entries_fts (rowid, description) "
+        "SELECT rowid, description FROM time_entries "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
+    )
+    return Statements(
+        unindex_ids=unindex_ids,
+        index_ids=index_ids,
+        upsert_entry=upsert_entry,
+        upsert_ref=upsert_ref,
+        insert_link=insert_link,
+        delete_links=delete_links,
+        tombstone=tombstone,
+        select_stored=select_stored,
+        select_links=select_links,
+        live_ids_in_window=live_ids_in_window,
+    )

@@ -1,0 +1,457 @@
+"""The sync algorithm: date windows, backfill, hot window, reconciliation and pushes.
+
+Upstream documents no "changed since" listing and no delete events, so freshness comes from
+re-scanning date windows: a complete scan of ``[date_from, date_to]`` upserts what it sees
+(``updated_at`` wins) and tombstones what the mirror holds in that range but upstream no
+longer returns. Every window is committed on its own (rows, tombstones, scan record and
+progress in one transaction), so a kill loses at most the window in flight.
+
+- **Hot window**: the last ``hot_window_days`` days (through a year ahead, for entries dated
+  in the future) plus the date of every running timer, re-scanned on every poll.
+- **Backfill**: walks history backwards from the hot window with windows that grow while
+  responses are small and shrink when they are large, until ``history_start`` or until an
+  open-ended probe for everything older comes back (its answer is complete, so it ends the
+  walk either way).
+- **Reconciliation**: re-scans older windows round-robin, a slice per run sized so that all
+  history is re-verified within ``reconcile_period_days`` at ``interval_seconds`` cadence.
+- **Push**: a webhook event is recorded in a ledger (dedupe), its entry applied at once, and
+  its date queued for a confirming re-scan (``refresh``).
+
+This module talks only to the :mod:`syncd.seams` protocols; it imports neither aiohttp
+nor peewee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+
+import structlog
+
+from syncd.errors import ShutdownRequested
+from syncd.records import (
+    EventKind,
+    Priority,
+    RunReport,
+    Source,
+    WebhookEvent,
+    WindowOutcome,
+    WindowScan,
+    WorkspaceState,
+)
+from syncd.seams import Client, MirrorStore
+
+log = structlog.get_logger("syncd.sync")
+
+FUTURE_DAYS = 366  # the hot window reaches this far ahead for entries dated in the future
+INITIAL_WINDOW_DAYS = 7
+MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
+REFRESH_SPAN_DAYS = 7
+BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes  # pushed dates of one workspace closer than this share a re-scan
+
+_ENTRY_EVENTS = {
+    EventKind.TIMER_STARTED,
+    EventKind.TIMER_STOPPED,
+    EventKind.MANUAL_TIME_ADDED,
+    EventKind.TIME_ENTRY_UPDATED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """The ``[sync]`` settings the engine needs (see ``config.example.toml``)."""
+
+    hot_window_days: int = 3
+    history_start: str | None = None  # YYYY-MM-DD; None = discover the oldest entry
+    workspaces: tuple[str, ...] = ()  # empty = every workspace the key can see
+    interval_seconds: int = 900
+    window_target_entries: int = 1000
+    window_max_entries: int = 5000
+    window_min_days: int = 1
+    window_max_days: int = 92
+    reconcile_period_days: int = 7
+    mass_delete_share: float = 0.5
+    mass_delete_min: int = 10
+    force_delete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress:
+    """Reported after every committed window (drives the progress bar)."""
+
+    workspace_id: str
+    source: Source
+    date_from: str | None
+    date_to: str
+    entries: int
+
+
+def _iso(d: date) -> str:
+    return d.isoformat()
+
+
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+class SyncEngine:
+    """Brings the mirror up to date through a :class:`Client` and a :class:`MirrorStore`.
+
+    ``clock`` returns the current aware UTC time; ``should_stop`` is polled between windows
+    (the window in flight is always committed first).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        store: MirrorStore,
+        settings: SyncSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        should_stop: Callable[[], bool] = lambda: False,
+        on_window: Callable[[ScanProgress], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.should_stop = should_stop
+        self.on_window = on_window
+
+    # -- whole runs -------------------------------------------------------------------
+
+    async def run_once(self, report: RunReport) -> RunReport:
+        """One full cycle: workspaces, hot windows, backfill to the end, a reconcile slice.
+
+        Raises ``ApiError``/``BudgetExhausted`` when upstream cannot be read,
+        ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
+        """
+        workspace_ids = await self.refresh_workspaces(report)
+        for workspace_id in workspace_ids:
+            await self.scan_hot(workspace_id, report)
+            await self.backfill(workspace_id, report)
+            await self.reconcile_slice(workspace_id, report)
+        return report
+
+    async def poll(self, report: RunReport) -> RunReport:
+        """The daemon's hot-window poll: hot windows, running timers, unfinished backfill.
+
+        Raises what :meth:`run_once` raises.
+        """
+        workspace_ids = await self.refresh_workspaces(report)
+        for workspace_id in workspace_ids:
+            await self.scan_hot(workspace_id, report)
+            await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
+        return report
+
+    async def reconcile(self, report: RunReport) -> RunReport:
+        """The daemon's reconciliation sweep: one slice per workspace.
+
+        Raises what :meth:`run_once` raises.
+        """
+        for workspace_id in await self._known_workspaces(report):
+            await self.reconcile_slice(workspace_id, report)
+        return report
+
+    async def refresh_workspaces(self, report: RunReport) -> list[str]:
+        """List workspaces upstream, store them, and return the ids to mirror.
+
+        Raises ``ApiError`` and ``BudgetExhausted``.
+        """
+        workspaces = await self.client.list_workspaces(priority=Priority.HOT)
+        await self.store.upsert_workspaces(workspaces, _timestamp(self.clock()))
+        wanted = self.settings.workspaces
+        ids = [w.id for w in workspaces if not wanted or w.id in wanted]
+        missing = sorted(set(wanted) - {w.id for w in workspaces})
+        if missing:
+            log.warning("workspaces_not_visible", workspace_ids=missing)
+        report.workspaces = len(ids)
+        self._workspace_ids = ids
+        return ids
+
+    async def _known_workspaces(self, report: RunReport) -> list[str]:
+        ids = getattr(self, "_workspace_ids", None)
+        if ids is None:
+            ids = await self.refresh_workspaces(report)
+        return ids
+
+    # -- the three kinds of scan ---------------------------------------------------------
+
+    async def scan_hot(self, workspace_id: str, report: RunReport) -> None:
+        """Re-scan the hot window and the date of every running timer older than it.
+
+        Raises what :meth:`run_once` raises.
+        """
+        today = self.clock().date()
+        hot_from = today - timedelta(days=self.settings.hot_window_days - 1)
+        state = await self.store.workspace_state(workspace_id)
+        state = replace(state, last_hot_scan_at=_timestamp(self.clock()))
+        if state.backfill_before is None:
+            state = replace(state, backfill_before=_iso(hot_from))
+        await self._scan(
+            workspace_id,
+            _iso(hot_from),
+            _iso(today + timedelta(days=FUTURE_DAYS)),
+            Source.POLL,
+            Priority.HOT,
+            report,
+            state,
+        )
+        older = {
+            d for d in await self.store.running_entry_dates(workspace_id) if d < _iso(hot_from)
+        }
+        for day in sorted(older):
+            await self._scan(workspace_id, day, day, Source.POLL, Priority.HOT, report, None)
+
+    async def backfill(
+        self, workspace_id: str, report: RunReport, *, max_windows: int | None = None
+    ) -> None:
+        """Walk history backwards with adaptive windows until it is complete.
+
+        ``max_windows`` bounds the work of one call (the daemon interleaves backfill with
+        pushes); progress is committed with every window, so the next call resumes.
+        Raises what :meth:`run_once` raises.
+        """
+        state = await self.store.workspace_state(workspace_id)
+        if state.backfill_before is None:
+            await self.scan_hot(workspace_id, report)
+            state = await self.store.workspace_state(workspace_id)
+        history_start = self.settings.history_start
+        size = self._clamp_days(state.window_days or INITIAL_WINDOW_DAYS)
+        empty_days = 0
+        windows = 0
+        while not state.backfill_complete and (max_windows is None or windows < max_windows):
+            windows += 1
+            before = _day(state.backfill_before or _iso(self.clock().date()))
+            if history_start and _iso(before) <= history_start:
+                done = replace(state, backfill_complete=True, oldest_date=history_start)
+                await self.store.save_state(done)
+                return
+            if not history_start and empty_days >= self.settings.window_max_days:
+                await self._probe_older(workspace_id, before, state, report)
+                return
+            start = before - timedelta(days=size)
+            if history_start:
+                start = max(start, _day(history_start))
+            last = before - timedelta(days=1)
+            reached_start = bool(history_start) and _iso(start) <= (history_start or "")
+            state = replace(
+                state,
+                backfill_before=_iso(start),
+                window_days=size,
+                backfill_complete=reached_start,
+                oldest_date=history_start if reached_start else state.oldest_date,
+            )
+            count = await self._scan(
+                workspace_id,
+                _iso(start),
+                _iso(last),
+                Source.BACKFILL,
+                Priority.BACKFILL,
+                report,
+                state,
+            )
+            days = (last - start).days + 1
+            empty_days = empty_days + days if count == 0 else 0
+            size = self._next_size(days, count=count)
+
+    async def _probe_older(
+        self, workspace_id: str, before: date, state: WorkspaceState, report: RunReport
+    ) -> None:
+        """End the backfill with one open-ended query for everything before ``before``.
+
+        Nothing turned up for a long stretch; the probe's answer is complete, so it ends the
+        walk whether or not it finds older entries.
+        """
+        done = replace(state, backfill_complete=True)
+        count = await self._scan(
+            workspace_id,
+            None,
+            _iso(before - timedelta(days=1)),
+            Source.BACKFILL,
+            Priority.BACKFILL,
+            report,
+            done,
+        )
+        oldest = await self.store.oldest_entry_date(workspace_id)
+        await self.store.save_state(replace(done, oldest_date=oldest or _iso(before)))
+        log.info("backfill_complete", workspace_id=workspace_id, probe_entries=count)
+
+    async def reconcile_slice(self, workspace_id: str, report: RunReport) -> None:
+        """Re-scan the next slice of history below the hot window, wrapping around.
+
+        The slice covers ``history_days × interval / reconcile_period`` days (at least one
+        window), so every date is re-verified within the period. Raises what
+        :meth:`run_once` raises.
+        """
+        state = await self.store.workspace_state(workspace_id)
+        if not state.backfill_complete:
+            return
+        today = self.clock().date()
+        top = today - timedelta(days=self.settings.hot_window_days)  # newest non-hot date
+        bottom = _day(state.oldest_date) if state.oldest_date else None
+        if bottom is None and self.settings.history_start:
+            bottom = _day(self.settings.history_start)
+        if bottom is None or bottom > top:
+            return
+        history_days = (top - bottom).days + 1
+        period = self.settings.reconcile_period_days * 86400
+        days_left = max(1, math.ceil(history_days * self.settings.interval_seconds / period))
+        cursor = _day(state.reconcile_before) if state.reconcile_before else top
+        while days_left > 0:
+            if cursor < bottom or cursor > top:
+                cursor = top  # wrap around: start again from the newest non-hot date
+            size = await self._fitting_window(workspace_id, cursor, bottom, days_left)
+            start = cursor - timedelta(days=size - 1)
+            following = start - timedelta(days=1)
+            state = replace(
+                await self.store.workspace_state(workspace_id),
+                reconcile_before=_iso(following if following >= bottom else top),
+                last_reconcile_at=_timestamp(self.clock()),
+            )
+            await self._scan(
+                workspace_id,
+                _iso(start),
+                _iso(cursor),
+                Source.RECONCILE,
+                Priority.RECONCILE,
+                report,
+                state,
+            )
+            days_left -= size
+            cursor = following
+
+    async def refresh(self, windows: Iterable[tuple[str, str]], report: RunReport) -> None:
+        """Confirm pushed entries: re-scan the pushed dates, nearby dates sharing a window.
+
+        Raises what :meth:`run_once` raises.
+        """
+        by_workspace: dict[str, list[date]] = {}
+        for workspace_id, day in windows:
+            by_workspace.setdefault(workspace_id, []).append(_day(day))
+        for workspace_id, days in sorted(by_workspace.items()):
+            for start, last in _group_dates(sorted(set(days)), REFRESH_SPAN_DAYS):
+                await self._scan(
+                    workspace_id,
+                    _iso(start),
+                    _iso(last),
+                    Source.PUSH_RESCAN,
+                    Priority.PUSH,
+                    report,
+                    None,
+                )
+
+    # -- pushes -----------------------------------------------------------------------
+
+    async def apply_event(self, event: WebhookEvent) -> tuple[str, tuple[str, str] | None]:
+        """Record a webhook event and apply what it carries, without calling upstream.
+
+        Returns the outcome (``duplicate``, ``inserted``, ``updated``, ``revived``, ``stale``,
+        ``tombstoned``, ``recorded``) and the ``(workspace_id, date)`` window to re-scan, if
+        any. Raises ``StoreError``.
+        """
+        now = _timestamp(self.clock())
+        if not await self.store.record_webhook_event(event, now):
+            return "duplicate", None
+        if event.kind in _ENTRY_EVENTS and event.entry is not None:
+            outcome = await self.store.apply_pushed_entry(event.entry, Source.WEBHOOK, now)
+            return outcome, (event.entry.workspace_id, event.entry.date)
+        if event.kind is EventKind.TIME_ENTRY_DELETED:
+            gone = await self.store.tombstone_entry(event.object_id, event.updated_at or now)
+            return ("tombstoned" if gone else "stale"), None
+        return "recorded", None
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _scan(
+        self,
+        workspace_id: str,
+        date_from: str | None,
+        date_to: str,
+        source: Source,
+        priority: Priority,
+        report: RunReport,
+        state: WorkspaceState | None,
+    ) -> int:
+        """Fetch one window and commit it; returns how many entries upstream sent."""
+        if self.should_stop():
+            raise ShutdownRequested("stop requested; every committed window is kept")
+        entries = await self.client.find_time_entries(
+            workspace_id, date_from=date_from, date_to=date_to, priority=priority
+        )
+        scan = WindowScan(
+            workspace_id=workspace_id,
+            date_from=date_from,
+            date_to=date_to,
+            entries=tuple(entries),
+            source=source,
+            scanned_at=_timestamp(self.clock()),
+            state=state,
+            force_delete=self.settings.force_delete,
+            mass_delete_share=self.settings.mass_delete_share,
+            mass_delete_min=self.settings.mass_delete_min,
+        )
+        outcome: WindowOutcome = await self.store.apply_window(scan)
+        report.outcome.add(outcome)
+        report.windows += 1
+        log.debug(
+            "window_synced",
+            workspace_id=workspace_id,
+            source=str(source),
+            date_from=date_from,
+            date_to=date_to,
+            entries=len(entries),
+            inserted=outcome.inserted,
+            updated=outcome.updated,
+            tombstoned=outcome.tombstoned,
+        )
+        if self.on_window is not None:
+            self.on_window(ScanProgress(workspace_id, source, date_from, date_to, len(entries)))
+        return len(entries)
+
+    def _clamp_days(self, days: float) -> int:
+        low, high = self.settings.window_min_days, self.settings.window_max_days
+        return max(low, min(high, int(days)))
+
+    def _next_size(self, days: int, *, count: int | None) -> int:
+        """The next window size: aim at ``window_target_entries`` per response."""
+        if count is None:
+            return self._clamp_days(days)
+        target = self.settings.window_target_entries
+        ratio = MAX_GROWTH if count == 0 else min(MAX_GROWTH, target / count)
+        if count > self.settings.window_max_entries:
+            ratio = min(ratio, 0.5)
+        return self._clamp_days(max(1.0, days * ratio))
+
+    async def _fitting_window(
+        self, workspace_id: str, cursor: date, bottom: date, days: int
+    ) -> int:
+        """The largest window ending at ``cursor`` (≤ ``days``) holding ≤ target entries."""
+        size = max(1, min(days, (cursor - bottom).days + 1, self.settings.window_max_days))
+        target = self.settings.window_target_entries
+        while size > self.settings.window_min_days:
+            start = cursor - timedelta(days=size - 1)
+            live = await self.store.count_live_entries(workspace_id, _iso(start), _iso(cursor))
+            if live <= target:
+                break
+            size = max(self.settings.window_min_days, int(size * target / live))
+        return size
+
+
+def _group_dates(days: list[date], span: int) -> list[tuple[date, date]]:
+    """Group sorted dates into ranges no wider than ``span`` days."""
+    groups: list[tuple[date, date]] = []
+    for day in days:
+        if groups and (day - groups[-1][0]).days < span:
+            groups[-1] = (groups[-1][0], day)
+        else:
+            groups.append((day, day))
+    return groups

@@ -1,0 +1,54 @@
+"""Metrics: own registry per instance, helper methods, exposition."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.metrics import Metrics
+from syncd.records import WindowOutcome
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_each_instance_has_its_own_registry():
+    a, b = Metrics(), Metrics()
+    a.request("ok")
+    assert samples(a)[("syncd_api_requests_total", (("outcome", "ok"),))] == 1
+    assert ("syncd_api_requests_total", (("outcome", "ok"),)) not in samples(b)
+
+
+def test_updates_show_in_the_exposition():
+    remaining = {"second": 9, "minute": 87, "day": 8123}
+    m = Metrics(budget_source=lambda: remaining)
+    m.request("ok", 3)
+    m.request("rate_limited")
+    m.window_applied(WindowOutcome(inserted=2, updated=1, revived=1, tombstoned=4, unchanged=9))
+    m.sync_finished("poll", 1.5, ok=True, at=1_700_000_000.0)
+    m.sync_finished("reconcile", 0.5, ok=False, at=1_700_000_100.0)
+    m.webhook("applied", 0.004)
+    m.webhook("not_found")
+    m.set_budget_remaining("day", 100)  # overridden by budget_source at scrape time
+    got = samples(m)
+    assert got[("syncd_api_requests_total", (("outcome", "ok"),))] == 3
+    assert got[("syncd_rate_limited_total", ())] == 1
+    assert got[("syncd_entries_upserted_total", ())] == 4
+    assert got[("syncd_entries_tombstoned_total", ())] == 4
+    assert got[("syncd_last_success_timestamp_seconds", ())] == 1_700_000_000.0
+    assert got[("syncd_sync_failures_total", (("kind", "reconcile"),))] == 1
+    assert got[("syncd_sync_duration_seconds_count", (("kind", "poll"),))] == 1
+    assert got[("syncd_webhook_events_total", (("outcome", "applied"),))] == 1
+    assert got[("syncd_webhook_to_mirror_seconds_count", ())] == 1
+    assert got[("syncd_budget_remaining", (("window", "day"),))] == 8123
+    assert got[("syncd_budget_remaining", (("window", "second"),))] == 9
+
+
+def test_unknown_budget_window_is_refused():
+    with pytest.raises(ValueError):
+        Metrics().set_budget_remaining("hour", 1)
