@@ -63,6 +63,25 @@ def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings
     )
 
 
+def budget_for(
+    config: Config, db: Any, key: str, *, daily_share: float, runner: Any = None
+) -> RateBudget:
+    """The persisted rate budget of ``key`` in the mirror database ``db``."""
+    limits = config.limits
+    return RateBudget(
+        db,
+        key_id_for(key),
+        limits=BudgetLimits(
+            per_second=limits.per_second,
+            per_minute=limits.per_minute,
+            per_day=limits.per_day,
+            safety_margin=limits.safety_margin,
+        ),
+        daily_share=daily_share,
+        runner=runner,
+    )
+
+
 @dataclass
 class Runtime:
     """Everything one syncd process holds while it runs."""
@@ -130,19 +149,7 @@ async def open_runtime(
     key = config.api.key_value()
     store = await AsyncStore.open(config.database.path)
     try:
-        limits = config.limits
-        budget = RateBudget(
-            store.store.db,
-            key_id_for(key),
-            limits=BudgetLimits(
-                per_second=limits.per_second,
-                per_minute=limits.per_minute,
-                per_day=limits.per_day,
-                safety_margin=limits.safety_margin,
-            ),
-            daily_share=daily_share,
-            runner=store.call,
-        )
+        budget = budget_for(config, store.store.db, key, daily_share=daily_share, runner=store.call)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=10, limit_per_host=10, ttl_dns_cache=300),
             headers={"User-Agent": f"syncd/{__version__}"},

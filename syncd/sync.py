@@ -48,8 +48,8 @@ log = structlog.get_logger("syncd.sync")
 FUTURE_DAYS = 366  # the hot window reaches this far ahead for entries dated in the future
 INITIAL_WINDOW_DAYS = 7
 MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
-REFRESH_SPAN_DAYS = 7
-BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes  # pushed dates of one workspace closer than this share a re-scan
+REFRESH_SPAN_DAYS = 7  # pushed dates of one workspace closer than this share a re-scan
+BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes
 
 _ENTRY_EVENTS = {
     EventKind.TIMER_STARTED,

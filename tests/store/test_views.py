@@ -246,6 +246,8 @@ def test_search_and_reports_use_indexes(reports: ReadOnlyMirror) -> None:
         "PRAGMA journal_mode = delete",
         "PRAGMA user_version = 7",
         "PRAGMA query_only = 0",
+        "PRAGMA writable_schema = 1",
+        "UPDATE sqlite_master SET sql = '' WHERE name = 'time_entries'",
         "VACUUM",
         "BEGIN",
         "SELECT 1; DELETE FROM time_entries",
