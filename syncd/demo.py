@@ -15,15 +15,15 @@ from pathlib import Path
 DEMO_DIR = Path("demo")
 QUERIES = {
     "Hours per project this month": """
-        SELECT p.project_name AS project, p.client_name AS client,
-               round(sum(p.hours), 1) AS hours
-        FROM live_time_entries AS p
-        WHERE p.date >= date('now', 'start of month')
-        GROUP BY p.project_name, p.client_name
+        SELECT coalesce(project_name, '(no project)') AS project,
+               coalesce(client_name, '-') AS client, round(sum(hours), 1) AS hours
+        FROM live_time_entries
+        WHERE date >= date('now', 'start of month')
+        GROUP BY project_name, client_name
         ORDER BY hours DESC LIMIT 10""",
     "Running timers": """
-        SELECT team_member_name AS member, project_name AS project, start_time,
-               round(live_duration_seconds / 3600.0, 2) AS hours_so_far
+        SELECT team_member_name AS member, coalesce(project_name, '-') AS project,
+               start_time, round(running_seconds / 3600.0, 2) AS hours_so_far
         FROM running_timers ORDER BY start_time""",
     "Entries per workspace": """
         SELECT w.name AS workspace, count(e.id) AS live_entries,
@@ -86,7 +86,7 @@ def main() -> int:
     try:
         assert emulator.stdout is not None
         ready = json.loads(emulator.stdout.readline())
-        print(f"emulator: {ready['url']} (3 workspaces, 15,000 entries, real rate limits)")
+        print(f"emulator: {ready['url']} (3 workspaces, 5,000 entries, real rate limits)")
         _write_config(ready, config)
         print(f"$ syncd -c {config} --once")
         code = subprocess.call(_syncd("-c", str(config), "--once"))

@@ -47,7 +47,6 @@ from syncd.store import migrations, reports
 from syncd.store import models as m
 from syncd.store.rows import (
     CONTENT_COLUMNS,
-    ENTRY_COLUMNS,
     Row,
     at_least_as_new,
     content_of,
@@ -63,7 +62,7 @@ from syncd.store.statements import REF_COLUMNS, build
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CHUNK = 500  # rows per statement: 23 columns x 500 stays far below SQLite's variable limit
+CHUNK = 500  # rows per insert_many statement (well below SQLite's bound-variable limit)
 PRAGMAS: dict[str, Any] = {
     "journal_mode": "wal",
     "synchronous": "normal",
@@ -73,7 +72,6 @@ PRAGMAS: dict[str, Any] = {
 }
 REFERENCE_KINDS = tuple(REF_COLUMNS)
 
-_ENTRY_FIELDS = [getattr(m.TimeEntry, c) for c in ENTRY_COLUMNS]
 _CONTENT_FIELDS = [getattr(m.TimeEntry, c) for c in CONTENT_COLUMNS]
 
 

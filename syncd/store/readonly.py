@@ -56,6 +56,9 @@ _SETTING_PRAGMAS = frozenset(
     }
 )
 
+CACHE_KIB = 65536
+MMAP_BYTES = 1 << 30
+
 Result = tuple[list[str], list[tuple[Any, ...]]]
 
 
@@ -88,6 +91,10 @@ class ReadOnlyMirror:
         try:
             self._conn = sqlite3.connect(uri, uri=True, timeout=5.0)
             self._conn.execute("PRAGMA query_only = 1")
+            # Reports read a large share of the file: a bigger page cache and memory-mapped
+            # reads (no read() call per page) make year-long reports several times faster.
+            self._conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
+            self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read mirror database {self.path}: {exc}") from exc
