@@ -172,6 +172,9 @@ class WindowScan:
     source: Source
     scanned_at: str  # ISO timestamp
     state: WorkspaceState | None = None
+    # When the request was sent: rows written after it (a push, another process's scan) are
+    # newer than this scan's answer and are never tombstoned by it.
+    requested_at: str | None = None
     run_id: int | None = None
     force_delete: bool = False
     mass_delete_share: float = 0.5  # refuse when tombstones exceed this share of live entries

@@ -304,7 +304,8 @@ class SyncEngine:
             return
         history_days = (top - bottom).days + 1
         period = self.settings.reconcile_period_days * 86400
-        days_left = max(1, math.ceil(history_days * self.settings.interval_seconds / period))
+        days_left = math.ceil(history_days * self.settings.interval_seconds / period)
+        days_left = max(1, min(history_days, days_left))
         cursor = _day(state.reconcile_before) if state.reconcile_before else top
         while days_left > 0:
             if cursor < bottom or cursor > top:
@@ -328,6 +329,25 @@ class SyncEngine:
             )
             days_left -= size
             cursor = following
+            if following < bottom and not self.settings.history_start:
+                await self._probe_before(workspace_id, bottom, report)
+
+    async def _probe_before(self, workspace_id: str, bottom: date, report: RunReport) -> None:
+        """Once per sweep, one open-ended scan for entries dated before the known history
+        (an entry added long after the backfill, dated years back)."""
+        await self._scan(
+            workspace_id,
+            None,
+            _iso(bottom - timedelta(days=1)),
+            Source.RECONCILE,
+            Priority.RECONCILE,
+            report,
+            None,
+        )
+        oldest = await self.store.oldest_entry_date(workspace_id)
+        if oldest and oldest < _iso(bottom):
+            state = await self.store.workspace_state(workspace_id)
+            await self.store.save_state(replace(state, oldest_date=oldest))
 
     async def refresh(self, windows: Iterable[tuple[str, str]], report: RunReport) -> None:
         """Confirm pushed entries: re-scan the pushed dates, nearby dates sharing a window.
@@ -384,6 +404,7 @@ class SyncEngine:
         """Fetch one window and commit it; returns how many entries upstream sent."""
         if self.should_stop():
             raise ShutdownRequested("stop requested; every committed window is kept")
+        requested_at = _timestamp(self.clock())
         entries = await self.client.find_time_entries(
             workspace_id, date_from=date_from, date_to=date_to, priority=priority
         )
@@ -394,6 +415,7 @@ class SyncEngine:
             entries=tuple(entries),
             source=source,
             scanned_at=_timestamp(self.clock()),
+            requested_at=requested_at,
             state=state,
             force_delete=self.settings.force_delete,
             mass_delete_share=self.settings.mass_delete_share,

@@ -260,7 +260,7 @@ class Store:
                         threshold=scan.mass_delete_share,
                     )
 
-            self._write_entries(to_write, scan.source, scan.scanned_at, stored)
+            self._write_entries(to_write, scan.source, scan.requested_at or scan.scanned_at, stored)
             outcome.tombstoned = self._tombstone(gone, scan.scanned_at)
             m.WindowScanRow.insert(
                 workspace_id=scan.workspace_id,
@@ -352,7 +352,13 @@ class Store:
         return stored
 
     def _live_ids_in(self, scan: WindowScan) -> list[str]:
-        params = (scan.workspace_id, scan.date_from or reports.LOW_DATE, scan.date_to)
+        params = (
+            scan.workspace_id,
+            scan.date_from or reports.LOW_DATE,
+            scan.date_to,
+            scan.requested_at,
+            scan.requested_at,
+        )
         return [i for (i,) in self.db.cursor().execute(self._sql.live_ids_in_window, params)]
 
     def _count_live(self, workspace_id: str) -> int:

@@ -86,7 +86,7 @@ def build(db: Database) -> Statements:
     )
     live_ids_in_window = (
         "SELECT id FROM time_entries WHERE workspace_id = ? AND date >= ? AND date <= ? "
-        "AND deleted_at IS NULL"
+        "AND deleted_at IS NULL AND (? IS NULL OR synced_at IS NULL OR synced_at <= ?)"
     )
     # Keep the description index in step, one statement per batch of ids (a JSON array).
     unindex_ids = (
