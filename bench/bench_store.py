@@ -147,6 +147,10 @@ def scale(n: int, workdir: Path) -> None:
             "live_time_entries_month_ms": lambda: ro.query(
                 "SELECT * FROM live_time_entries WHERE date BETWEEN ? AND ?", month
             ),
+            "live_time_entries_month_sum_ms": lambda: ro.query(
+                "SELECT count(*), sum(hours) FROM live_time_entries WHERE date BETWEEN ? AND ?",
+                month,
+            ),
             "hours_per_day_per_member_month_ms": lambda: ro.query(
                 "SELECT * FROM hours_per_day_per_member WHERE date BETWEEN ? AND ?", month
             ),

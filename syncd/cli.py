@@ -481,32 +481,69 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
 
 
 def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
-    """Render the ``service.status`` dict for people: scalars as one key/value table, each
-    list of objects as its own table, nested objects as key/value tables."""
+    """Render ``service.status`` for people: one row per workspace, then the budget, the
+    daemon's plan, the webhook subscription and the last run."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out if out is not None else sys.stdout)
-    scalars = Table(show_header=False, show_edge=False, title="syncd status")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            continue
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            continue
-        scalars.add_row(key, _status_text(value))
-    console.print(scalars)
-    for key, value in data.items():
-        if isinstance(value, dict):
-            table = Table(show_header=False, show_edge=False, title=key)
-            for sub_key, sub_value in value.items():
-                table.add_row(str(sub_key), _status_text(sub_value))
-            console.print(table)
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            names = list(dict.fromkeys(k for item in value for k in item))
-            table = Table(*names, show_edge=False, title=key)
-            for item in value:
-                table.add_row(*(_status_text(item.get(name)) for name in names))
-            console.print(table)
+    table = Table(
+        "workspace", "live", "tombstoned", "last scan", "lag", "backfill", title="workspaces"
+    )
+    for ws in data.get("workspaces", []):
+        lag = ws.get("freshness_lag_seconds")
+        backfill = "done" if ws.get("backfill_complete") else f"at {ws.get('backfill_before')}"
+        table.add_row(
+            str(ws.get("name") or ws.get("id")),
+            f"{ws.get('live_entries', 0):,}",
+            f"{ws.get('tombstoned_entries', 0):,}",
+            _status_text(ws.get("last_scan_at")),
+            "-" if lag is None else f"{lag:,} s",
+            backfill,
+        )
+    console.print(table)
+    budget = data.get("budget") or {}
+    if budget:
+        console.print(
+            f"budget: {budget.get('used_today', 0):,} of {budget.get('per_day', 0):,} requests "
+            f"used today, {budget.get('used_this_minute', 0)} this minute"
+            + (f", paused until {budget['not_before']}" if budget.get("not_before") else "")
+        )
+    plan = data.get("plan")
+    if plan:
+        console.print(
+            f"plan: poll every {plan.get('poll_interval_seconds'):g} s"
+            + (" (stretched to fit the quota)" if plan.get("poll_stretched") else "")
+            + f", reconcile every {plan.get('reconcile_interval_seconds'):g} s, "
+            f"~{plan.get('planned_per_day')} requests/day of {plan.get('daemon_budget')}"
+        )
+        for warning in plan.get("warnings") or []:
+            console.print(f"plan warning: {warning}")
+    daemon = data.get("daemon")
+    if daemon:
+        state = "running" if daemon.get("running") else "stopped"
+        console.print(f"daemon: {state} (pid {daemon.get('pid')}, seen {daemon.get('seen_at')})")
+    hook = data.get("webhook_subscription")
+    console.print(
+        f"webhook subscription: {hook.get('status')} {hook.get('id')} "
+        f"(checked {hook.get('checked_at')})"
+        if hook
+        else "webhook subscription: none"
+    )
+    events = data.get("webhook_events") or {}
+    if events:
+        console.print(
+            "webhook events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(events.items()))
+        )
+    last = data.get("last_run")
+    if last:
+        console.print(
+            f"last run: {last.get('kind')} {'ok' if last.get('ok') else 'FAILED'} at "
+            f"{last.get('finished_at') or last.get('started_at')}: "
+            f"+{last.get('inserted', 0)} ~{last.get('updated', 0)} "
+            f"-{last.get('tombstoned', 0)}, {last.get('requests', 0)} requests"
+            + (f" ({last.get('error')})" if last.get("error") else "")
+        )
 
 
 def _status_text(value: Any) -> str:
