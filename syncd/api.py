@@ -36,6 +36,7 @@ from syncd.records import (
     WebhookEvent,
     WebhookSubscription,
     Workspace,
+    format_timestamp,
 )
 
 #: Zapier integration API prefix, below ``app_url`` (§2, §3).
@@ -327,8 +328,7 @@ def normalize_timestamp(value: object, name: str = "timestamp") -> str:
         raise _malformed(f"{name} is not an ISO 8601 string: {value!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    dt = dt.astimezone(UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+    return format_timestamp(dt)
 
 
 def _opt_timestamp(value: object, name: str) -> str | None:

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``moment`` as the mirror writes timestamps: UTC ``YYYY-MM-DDTHH:MM:SS.sssZ``."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class Priority(enum.IntEnum):

@@ -27,7 +27,7 @@ from syncd.budget import BudgetLimits, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import ShutdownRequested
-from syncd.records import RunReport
+from syncd.records import RunReport, format_timestamp
 from syncd.store import AsyncStore, Store
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
@@ -40,8 +40,7 @@ def utc_now() -> datetime:
 
 def timestamp(moment: datetime | None = None) -> str:
     """``moment`` (default now) as ISO 8601 UTC text with milliseconds."""
-    moment = (moment or utc_now()).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return format_timestamp(moment or utc_now())
 
 
 def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings:

@@ -40,6 +40,7 @@ from syncd.records import (
     WindowOutcome,
     WindowScan,
     WorkspaceState,
+    format_timestamp,
 )
 from syncd.seams import Client, MirrorStore
 
@@ -96,12 +97,6 @@ def _day(text: str) -> date:
     return date.fromisoformat(text)
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 class SyncEngine:
     """Brings the mirror up to date through a :class:`Client` and a :class:`MirrorStore`.
 
@@ -125,6 +120,7 @@ class SyncEngine:
         self.clock = clock
         self.should_stop = should_stop
         self.on_window = on_window
+        self._workspace_ids: list[str] | None = None
 
     # -- whole runs -------------------------------------------------------------------
 
@@ -135,9 +131,11 @@ class SyncEngine:
         ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
         """
         workspace_ids = await self.refresh_workspaces(report)
-        for workspace_id in workspace_ids:
+        for workspace_id in workspace_ids:  # the recent past of every workspace comes first
             await self.scan_hot(workspace_id, report)
+        for workspace_id in workspace_ids:
             await self.backfill(workspace_id, report)
+        for workspace_id in workspace_ids:
             await self.reconcile_slice(workspace_id, report)
         return report
 
@@ -149,6 +147,7 @@ class SyncEngine:
         workspace_ids = await self.refresh_workspaces(report)
         for workspace_id in workspace_ids:
             await self.scan_hot(workspace_id, report)
+        for workspace_id in workspace_ids:
             await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
         return report
 
@@ -167,7 +166,7 @@ class SyncEngine:
         Raises ``ApiError`` and ``BudgetExhausted``.
         """
         workspaces = await self.client.list_workspaces(priority=Priority.HOT)
-        await self.store.upsert_workspaces(workspaces, _timestamp(self.clock()))
+        await self.store.upsert_workspaces(workspaces, format_timestamp(self.clock()))
         wanted = self.settings.workspaces
         ids = [w.id for w in workspaces if not wanted or w.id in wanted]
         missing = sorted(set(wanted) - {w.id for w in workspaces})
@@ -178,10 +177,9 @@ class SyncEngine:
         return ids
 
     async def _known_workspaces(self, report: RunReport) -> list[str]:
-        ids = getattr(self, "_workspace_ids", None)
-        if ids is None:
-            ids = await self.refresh_workspaces(report)
-        return ids
+        if self._workspace_ids is None:
+            return await self.refresh_workspaces(report)
+        return self._workspace_ids
 
     # -- the three kinds of scan ---------------------------------------------------------
 
@@ -193,7 +191,7 @@ class SyncEngine:
         today = self.clock().date()
         hot_from = today - timedelta(days=self.settings.hot_window_days - 1)
         state = await self.store.workspace_state(workspace_id)
-        state = replace(state, last_hot_scan_at=_timestamp(self.clock()))
+        state = replace(state, last_hot_scan_at=format_timestamp(self.clock()))
         if state.backfill_before is None:
             state = replace(state, backfill_before=_iso(hot_from))
         await self._scan(
@@ -316,7 +314,7 @@ class SyncEngine:
             state = replace(
                 await self.store.workspace_state(workspace_id),
                 reconcile_before=_iso(following if following >= bottom else top),
-                last_reconcile_at=_timestamp(self.clock()),
+                last_reconcile_at=format_timestamp(self.clock()),
             )
             await self._scan(
                 workspace_id,
@@ -378,7 +376,7 @@ class SyncEngine:
         ``tombstoned``, ``recorded``) and the ``(workspace_id, date)`` window to re-scan, if
         any. Raises ``StoreError``.
         """
-        now = _timestamp(self.clock())
+        now = format_timestamp(self.clock())
         if not await self.store.record_webhook_event(event, now):
             return "duplicate", None
         if event.kind in _ENTRY_EVENTS and event.entry is not None:
@@ -404,7 +402,7 @@ class SyncEngine:
         """Fetch one window and commit it; returns how many entries upstream sent."""
         if self.should_stop():
             raise ShutdownRequested("stop requested; every committed window is kept")
-        requested_at = _timestamp(self.clock())
+        requested_at = format_timestamp(self.clock())
         entries = await self.client.find_time_entries(
             workspace_id, date_from=date_from, date_to=date_to, priority=priority
         )
@@ -414,7 +412,7 @@ class SyncEngine:
             date_to=date_to,
             entries=tuple(entries),
             source=source,
-            scanned_at=_timestamp(self.clock()),
+            scanned_at=format_timestamp(self.clock()),
             requested_at=requested_at,
             state=state,
             force_delete=self.settings.force_delete,

@@ -452,3 +452,60 @@ def assert_mirror_equals_truth(emulator: Emulator, db: Path) -> dict[str, dict[s
         assert not problems, f"workspace {workspace_id}:\n" + "\n".join(problems)
         everything.update(truth)
     return everything
+
+
+FIND_PATH = "/api/integrations/zapier/triggers/time-entries/find"
+
+
+def wait_for_scans(db: Path, count: int, *, source: str = "backfill", timeout: float = 60) -> int:
+    """Poll the mirror until ``count`` window scans of ``source`` are committed."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                seen = scalar(db, "SELECT count(*) FROM window_scans WHERE source = ?", (source,))
+            except sqlite3.OperationalError:  # not migrated yet, or busy
+                seen = 0
+            if seen >= count:
+                return seen
+        time.sleep(0.05)
+    raise AssertionError(f"only {seen} {source} windows committed within {timeout} s")
+
+
+def assert_committed_windows_hold_the_truth(emulator: Emulator, db: Path) -> int:
+    """Whatever the mirror records as scanned is fully and exactly there.
+
+    For every committed window scan, the live mirror entries dated inside it equal the
+    truth (upstream unchanged since); every workspace's ``backfill_before`` is covered.
+    Returns how many windows were checked.
+    """
+    truth = {w: truth_entries(emulator, w) for w in emulator.workspace_ids()}
+    mirror = mirror_entries(db)
+    scans = query(db, "SELECT workspace_id, date_from, date_to FROM window_scans")
+    for scan in scans:
+        low, high = scan["date_from"] or "0000-00-00", scan["date_to"]
+        want = {i: e for i, e in truth[scan["workspace_id"]].items() if low <= e["date"] <= high}
+        have = {
+            i: e
+            for i, e in mirror.items()
+            if e["workspace_id"] == scan["workspace_id"] and low <= e["date"] <= high
+        }
+        problems = differences(want, have)
+        assert not problems, f"window {tuple(scan)} committed but:\n" + "\n".join(problems)
+    for state in query(db, "SELECT * FROM sync_state"):
+        if state["backfill_before"] is None:
+            continue
+        missing = [
+            i
+            for i, e in truth[state["workspace_id"]].items()
+            if e["date"] >= state["backfill_before"] and i not in mirror
+        ]
+        assert not missing, f"{state['workspace_id']}: before {state['backfill_before']} {missing}"
+        if state["backfill_complete"]:
+            oldest = min(e["date"] for e in truth[state["workspace_id"]].values())
+            assert all(
+                i in mirror for i, e in truth[state["workspace_id"]].items() if e["date"] >= oldest
+            )
+    assert scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NOT NULL") == 0
+    return len(scans)

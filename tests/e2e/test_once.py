@@ -252,10 +252,10 @@ def test_wrong_api_key_exits_1_naming_the_key_problem(tmp_path, start_emulator):
 
 
 def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emulator):
-    """Most of a workspace silently deleted: the run stops naming --force-delete and
-    tombstones nothing; with --force-delete the deletions are applied.
+    """Most of a workspace silently deleted (all of it older than the hot window): the run
+    stops naming --force-delete and tombstones nothing; with --force-delete it applies.
 
-    Full-sweep config (see above), so one run sees every deleted entry.
+    Full-sweep config (see above), so one run's reconciliation sees every deleted entry.
     """
     emulator = start_emulator(
         "--seed", "3", "--workspaces", "2", "--entries", "600", "--days", "120",
@@ -266,7 +266,8 @@ def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emul
     assert run_once(config).returncode == EXIT_OK
     db = database_of(config)
     entries = emulator.truth(ws_a)
-    doomed = [e["id"] for e in entries[: int(len(entries) * 0.8)]]
+    cold = day_at(7).date().isoformat()
+    doomed = [e["id"] for e in entries if e["date"][:10] < cold][: int(len(entries) * 0.8)]
     for entry_id in doomed:
         emulator.delete(entry_id)
 
@@ -283,6 +284,35 @@ def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emul
     assert forced.returncode == EXIT_OK, forced.explain()
     assert forced.summary["tombstoned"] == len(doomed)
     assert_mirror_equals_truth(emulator, db)
-    gone = mirror_entries(db, ws_a, live=False)
-    assert set(gone) == set(doomed)
+    assert set(mirror_entries(db, ws_a, live=False)) == set(doomed)
     assert mirror_entries(db, ws_b, live=False) == {}
+
+
+def test_mass_delete_guard_holds_when_windows_are_small(tmp_path, start_emulator):
+    """The same mass deletion when each window holds only a fraction of the workspace (as
+    in any real workspace: windows of ~1,000 entries, workspaces of 20,000+).
+
+    The guard must stop the run before the deletions pass the configured share of the
+    workspace, whichever way they are split into windows.
+    """
+    emulator = start_emulator(
+        "--seed", "3", "--workspaces", "1", "--entries", "600", "--days", "120",
+        "--no-rate-limit",
+    )  # fmt: skip
+    (ws,) = emulator.workspace_ids()
+    config = write_config(tmp_path, emulator, sync={**FULL_SWEEP, "window_target_entries": 100})
+    assert run_once(config).returncode == EXIT_OK
+    db = database_of(config)
+    live_before = scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NULL")
+    entries = emulator.truth(ws)
+    cold = day_at(7).date().isoformat()
+    doomed = [e["id"] for e in entries if e["date"][:10] < cold][: int(len(entries) * 0.8)]
+    for entry_id in doomed:
+        emulator.delete(entry_id)
+
+    stopped = run_once(config)
+
+    tombstoned = scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NOT NULL")
+    assert stopped.returncode == EXIT_FAILED, (tombstoned, stopped.explain())
+    assert "--force-delete" in stopped.stderr
+    assert tombstoned <= 0.5 * live_before, f"{tombstoned} of {live_before} tombstoned"

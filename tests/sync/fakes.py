@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -97,6 +97,9 @@ class FakeUpstream:
         self.subscriptions: dict[str, WebhookSubscription] = {}
         self._faults: dict[int, ApiError] = {}
         self._next_id = 0
+        # Called with each find request before it is answered (e.g. a signal arriving
+        # while the request is in flight).
+        self.on_find: Callable[[FindCall], None] | None = None
 
     # ------------------------------------------------------------------ fault injection
 
@@ -136,6 +139,8 @@ class FakeUpstream:
         priority: Priority,
     ) -> list[TimeEntry]:
         self._count("find_time_entries", priority)
+        if self.on_find is not None:
+            self.on_find(FindCall(workspace_id, date_from, date_to, priority, None))
         fault = self._faults.pop(self.calls["find_time_entries"], None)
         if fault is not None:
             self.finds.append(FindCall(workspace_id, date_from, date_to, priority, None))
