@@ -254,6 +254,9 @@ class Daemon:
             interval_seconds=config.sync.interval_seconds,
             history_days=history_days,
             reconcile_period_days=config.sync.reconcile_period_days,
+            # Push refreshes are PUSH priority, which the budget serves from the share the
+            # daemon leaves to others; the plan need not reserve them again.
+            push_reserve=0,
         )
         assert self.scheduler is not None
         self.scheduler.apply_plan(self.plan)

@@ -1,0 +1,167 @@
+"""``syncd --once`` under kills and upstream faults (``POST /__emulator/faults``)."""
+
+from __future__ import annotations
+
+from .harness import (
+    EXIT_FAILED,
+    EXIT_OK,
+    FIND_PATH,
+    OnceProcess,
+    assert_committed_windows_hold_the_truth,
+    assert_mirror_equals_truth,
+    database_of,
+    query,
+    run_once,
+    scalar,
+    wait_for_scans,
+    write_config,
+)
+
+#: Narrow windows so a backfill takes many requests.
+NARROW = {"window_max_days": 14}
+
+
+def small_emulator(start_emulator, *extra: str):
+    return start_emulator(
+        "--seed", "21", "--workspaces", "2", "--entries", "400", "--days", "120",
+        "--no-rate-limit", *extra,
+    )  # fmt: skip
+
+
+def test_kill_9_during_backfill_then_once_converges(tmp_path, start_emulator, once_processes):
+    emulator = start_emulator(
+        "--seed", "8", "--workspaces", "2", "--entries", "2000", "--days", "365",
+        "--no-rate-limit",
+    )  # fmt: skip
+    emulator.fault(kind="delay", seconds=0.15, path=FIND_PATH, count=10_000)
+    config = write_config(tmp_path, emulator, sync=NARROW)
+    db = database_of(config)
+    victim = OnceProcess(config)
+    once_processes.append(victim)
+
+    wait_for_scans(db, 4)
+    victim.kill9()
+    killed = victim.wait()
+
+    assert killed.returncode == -9
+    assert "sync_finished" not in killed.stdout
+    checked = assert_committed_windows_hold_the_truth(emulator, db)
+    assert checked >= 5  # the hot window and at least four backfill windows
+    states = query(db, "SELECT backfill_complete FROM sync_state")
+    assert [s["backfill_complete"] for s in states].count(1) < 2  # it was killed mid-way
+    runs = query(db, "SELECT finished_at, ok FROM sync_runs")
+    assert [tuple(r) for r in runs] == [(None, None)]  # the killed run stays unfinished
+
+    emulator.clear_faults()
+    again = run_once(config)
+
+    assert again.returncode == EXIT_OK, again.explain()
+    truth = assert_mirror_equals_truth(emulator, db)
+    assert scalar(db, "SELECT count(*) FROM time_entries") == len(truth)  # no duplicates
+    assert scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NOT NULL") == 0
+    assert again.summary["tombstoned"] == 0
+    assert [s["backfill_complete"] for s in query(db, "SELECT * FROM sync_state")] == [1, 1]
+    links = scalar(
+        db, "SELECT count(*) FROM (SELECT 1 FROM time_entry_tags GROUP BY 1 HAVING count(*) > 0)"
+    )
+    assert links is not None
+    dupes = query(
+        db,
+        "SELECT time_entry_id, tag_id FROM time_entry_tags "
+        "GROUP BY time_entry_id, tag_id HAVING count(*) > 1",
+    )
+    assert dupes == []
+
+
+def test_429_storm_is_honoured_and_the_run_completes(tmp_path, start_emulator):
+    emulator = small_emulator(start_emulator)
+    emulator.fault(status=429, retry_after=1, count=4)
+    config = write_config(tmp_path, emulator)
+
+    run = run_once(config)
+
+    assert run.returncode == EXIT_OK, run.explain()
+    assert run.summary["rate_limited"] == 4
+    assert run.duration >= 3.5  # four Retry-After: 1 honoured one after the other
+    assert_mirror_equals_truth(emulator, database_of(config))
+    row = query(database_of(config), "SELECT ok, rate_limited FROM sync_runs")
+    assert [tuple(r) for r in row] == [(1, 4)]
+
+
+def test_5xx_burst_shorter_than_max_attempts_completes(tmp_path, start_emulator):
+    emulator = small_emulator(start_emulator)
+    emulator.fault(status=503, count=2)
+    emulator.fault(status=500, path=FIND_PATH, count=2)
+    config = write_config(tmp_path, emulator, api={"max_attempts": 4})
+
+    run = run_once(config)
+
+    assert run.returncode == EXIT_OK, run.explain()
+    assert run.summary["rate_limited"] == 0
+    assert run.summary["requests"] >= 4 + 3  # the failed attempts count as requests
+    assert_mirror_equals_truth(emulator, database_of(config))
+
+
+def test_malformed_truncated_and_dropped_bodies_are_retried(tmp_path, start_emulator):
+    emulator = small_emulator(start_emulator)
+    config = write_config(tmp_path, emulator, sync=NARROW)
+    emulator.fault(kind="malformed", path=FIND_PATH, count=1)
+    first = run_once(config)
+    assert first.returncode == EXIT_OK, first.explain()
+    for kind in ("truncated", "drop", "malformed"):
+        emulator.fault(kind=kind, path=FIND_PATH, count=1)
+    emulator.fault(kind="malformed", path="/v1/workspaces", count=1)
+    emulator.fault(kind="truncated", path="/v1/workspaces", count=1)
+
+    second = run_once(config)
+
+    assert second.returncode == EXIT_OK, second.explain()
+    db = database_of(config)
+    assert_mirror_equals_truth(emulator, db)
+    assert emulator.request("GET", "/__emulator/faults")["faults"] == []  # all of them fired
+    assert second.summary["tombstoned"] == 0  # a failure never reads as an empty window
+    assert scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NOT NULL") == 0
+
+
+def test_persistent_5xx_fails_cleanly_keeping_committed_windows(
+    tmp_path, start_emulator, once_processes
+):
+    emulator = start_emulator(
+        "--seed", "9", "--workspaces", "2", "--entries", "1500", "--days", "365",
+        "--no-rate-limit",
+    )  # fmt: skip
+    emulator.fault(kind="delay", seconds=0.15, path=FIND_PATH, count=10_000)
+    config = write_config(
+        tmp_path,
+        emulator,
+        api={"max_attempts": 3, "retry_timeout_seconds": 10},
+        sync=NARROW,
+    )
+    db = database_of(config)
+    process = OnceProcess(config)
+    once_processes.append(process)
+    wait_for_scans(db, 3)
+    emulator.clear_faults()
+    emulator.fault(status=500, path=FIND_PATH, count=10_000)
+
+    run = process.wait(timeout=60)
+
+    assert run.returncode == EXIT_FAILED, run.explain()
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("syncd: ")
+    assert "HTTP 500" in lines[0]
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.summary["ok"] is False
+    (row,) = query(db, "SELECT ok, finished_at, error FROM sync_runs")
+    assert row["ok"] == 0
+    assert row["finished_at"] is not None
+    assert "500" in row["error"]
+    assert assert_committed_windows_hold_the_truth(emulator, db) >= 4
+    complete = [r[0] for r in query(db, "SELECT backfill_complete FROM sync_state")]
+    assert complete.count(1) < 2
+
+    emulator.clear_faults()
+    again = run_once(config)
+    assert again.returncode == EXIT_OK, again.explain()
+    assert_mirror_equals_truth(emulator, db)

@@ -1,0 +1,544 @@
+"""The sync engine against an in-memory upstream and the real SQLite store.
+
+Each test states behaviour a user of the mirror would notice: what ends up in the database,
+how many requests it cost, and what survives a failure or a stop.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import MassDeleteError, ServerError, ShutdownRequested, TransportError
+from syncd.records import EventKind, Priority, Ref, RunReport, Source
+from syncd.store import AsyncStore
+from syncd.sync import ScanProgress, SyncEngine, SyncSettings
+
+from . import mirror_rows as mirror
+from .fakes import WS, Clock, FakeUpstream, FindCall, days_back, push_of
+
+
+def make_engine(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings
+) -> SyncEngine:
+    return SyncEngine(upstream, store, SyncSettings(**settings), clock=clock)
+
+
+async def run_once(engine: SyncEngine, clock: Clock) -> RunReport:
+    return await engine.run_once(RunReport(kind="once", started_at=clock.stamp()))
+
+
+def report(clock: Clock, kind: str = "once") -> RunReport:
+    return RunReport(kind=kind, started_at=clock.stamp())
+
+
+def finds(upstream: FakeUpstream, priority: Priority) -> list[FindCall]:
+    return [f for f in upstream.finds if f.priority is priority and f.returned is not None]
+
+
+def when(scan: mirror.Scan) -> datetime:
+    return datetime.strptime(scan.scanned_at, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+# ---------------------------------------------------------------------------- first runs
+
+
+async def test_first_run_mirrors_every_entry_field_by_field(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A first ``run_once`` leaves the mirror equal to upstream, in every workspace."""
+    upstream.workspaces["ws-2"] = upstream.workspaces[WS].__class__("ws-2", "Second")
+    today = clock.today()
+    upstream.add_many(days_back(today, 0, 1, 5, 40, 41, 200, 390), description="café ☕")
+    upstream.add_many(days_back(today, 2, 70, 300), workspace_id="ws-2", manual=True)
+    upstream.add(days_back(today, 0)[0], running=True, tags=(Ref("t-1", "deep work"),))
+
+    result = await run_once(make_engine(upstream, store, clock), clock)
+
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+    assert result.outcome.inserted == len(upstream.entries)
+    assert result.workspaces == 2
+    state = await store.workspace_state(WS)
+    assert state.backfill_complete
+
+
+async def test_second_run_without_changes_costs_a_list_a_hot_scan_and_the_reconcile_slice(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """With nothing changed upstream, a repeat ``--once`` spends exactly: one workspace list,
+    one hot-window scan per workspace, and the reconciliation slice (one window here)."""
+    upstream.workspaces["ws-2"] = upstream.workspaces[WS].__class__("ws-2", "Second")
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 60, 3)))
+    upstream.add_many(days_back(today, *range(1, 60, 7)), workspace_id="ws-2")
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(90))
+    await run_once(engine, clock)
+    before = mirror.live(db_path)
+    upstream.reset_counts()
+
+    clock.advance(minutes=15)
+    result = await run_once(engine, clock)
+
+    # 90 days of history x 900 s / 7 days rounds up to a one-day slice: one window each.
+    assert upstream.calls == {"list_workspaces": 1, "find_time_entries": 4}
+    assert upstream.priorities == {Priority.HOT: 3, Priority.RECONCILE: 2}
+    hot = finds(upstream, Priority.HOT)
+    assert sorted(f.workspace_id for f in hot) == [WS, "ws-2"]
+    assert mirror.live(db_path) == before
+    assert (result.outcome.inserted, result.outcome.updated, result.outcome.tombstoned) == (
+        0,
+        0,
+        0,
+    )
+
+
+async def test_dense_period_is_fetched_in_more_smaller_windows_under_the_response_cap(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Busy weeks are fetched in small windows so no response grows past the cap (after the
+    first window has shown how dense the data is); quiet months in large ones."""
+    today = clock.today()
+    for offset in range(60):  # 30 entries a day for two months ...
+        upstream.add_many(days_back(today, *[offset] * 30))
+    upstream.add_many(days_back(today, *range(60, 400, 5)))  # ... then one every 5 days
+    engine = make_engine(
+        upstream,
+        store,
+        clock,
+        history_start=clock.days_ago(400),
+        window_target_entries=100,
+        window_max_entries=200,
+    )
+
+    await run_once(engine, clock)
+
+    backfill = finds(upstream, Priority.BACKFILL)
+    assert all(f.returned <= 200 for f in backfill[1:]), [f.returned for f in backfill]
+    dense_from = clock.days_ago(59)
+
+    def width(f: FindCall) -> int:
+        return (date.fromisoformat(f.date_to) - date.fromisoformat(f.date_from)).days + 1
+
+    dense = [width(f) for f in backfill if f.date_from >= dense_from]
+    sparse = [width(f) for f in backfill if f.date_to < dense_from]
+    assert len(dense) > len(sparse)
+    assert max(dense) < min(sparse[1:])
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+async def test_sparse_history_backfills_in_few_requests(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Two years with an entry every two months cost about one request per 92-day window."""
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 730, 60)))
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(730))
+
+    await run_once(engine, clock)
+
+    backfill = finds(upstream, Priority.BACKFILL)
+    assert len(backfill) <= math.ceil(730 / 92) + 3, [(f.date_from, f.date_to) for f in backfill]
+    assert upstream.find_calls <= len(backfill) + 2  # + the hot scan and a reconcile slice
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+async def test_history_start_bounds_the_backfill(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Entries dated before ``history_start`` are never requested and never mirrored."""
+    today = clock.today()
+    start = clock.days_ago(100)
+    kept = upstream.add_many(days_back(today, 3, 50, 100))
+    upstream.add_many(days_back(today, 101, 150, 900))
+
+    await run_once(make_engine(upstream, store, clock, history_start=start), clock)
+
+    assert mirror.live(db_path) == mirror.expected(kept)
+    assert all(f.date_from is not None and f.date_from >= start for f in upstream.finds)
+    state = await store.workspace_state(WS)
+    assert state.backfill_complete
+    assert state.oldest_date == start
+
+
+async def test_old_isolated_entry_is_found_by_the_open_ended_probe(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Without ``history_start``, an entry three years back after a long quiet gap is still
+    mirrored: once nothing turns up for a while, one open-ended request asks for the rest."""
+    today = clock.today()
+    upstream.add_many(days_back(today, 1, 10, 20))
+    (ancient,) = upstream.add_many(days_back(today, 3 * 365))
+
+    await run_once(make_engine(upstream, store, clock), clock)
+
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+    backfill = finds(upstream, Priority.BACKFILL)
+    assert backfill[-1].date_from is None
+    assert backfill[-1].returned == 1
+    assert len(backfill) <= 6
+    state = await store.workspace_state(WS)
+    assert state.backfill_complete
+    assert state.oldest_date == ancient.date
+
+
+async def test_entry_backdated_after_the_backfill_is_found_by_the_sweep(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """An entry added later but dated before everything the backfill found (an import of
+    old timesheets) reaches the mirror within one reconciliation period."""
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 200, 10)))
+    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_days=7)
+    await run_once(engine, clock)
+    upstream.add(clock.days_ago(800))
+
+    for _ in range(7):
+        clock.advance(days=1)
+        await run_once(engine, clock)
+
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+# ---------------------------------------------------------------------------- reconciliation
+
+
+async def test_reconcile_sweep_reverifies_all_history_within_the_period(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Run at ``interval_seconds`` cadence, the sweep re-scans every date of history within
+    ``reconcile_period_days``, and no date goes unverified for longer than the period."""
+    interval, period_days = 3600, 2
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 365, 9)))
+    engine = make_engine(
+        upstream, store, clock, interval_seconds=interval, reconcile_period_days=period_days
+    )
+    await run_once(engine, clock)
+    state = await store.workspace_state(WS)
+    oldest = date.fromisoformat(state.oldest_date)
+    first_top = clock.today() - timedelta(days=3)  # the newest date outside the hot window
+    started = clock.now
+    period = timedelta(days=period_days)
+
+    while clock.now < started + 2 * period:
+        clock.advance(seconds=interval)
+        await run_once(engine, clock)
+
+    scans = mirror.scans(db_path)
+    in_first_period = [
+        s for s in scans if s.source == Source.RECONCILE and started < when(s) <= started + period
+    ]
+    history = [oldest + timedelta(days=n) for n in range((first_top - oldest).days + 1)]
+    unswept = [d for d in history if not any(s.covers(d.isoformat()) for s in in_first_period)]
+    assert unswept == []
+
+    end = clock.now
+    for day in history:
+        times = sorted(when(s) for s in scans if s.covers(day.isoformat()))
+        gaps = [b - a for a, b in zip(times, [*times[1:], end], strict=True)]
+        assert max(gaps) <= period + timedelta(seconds=1), day
+
+
+async def test_silent_old_edit_and_delete_reach_the_mirror_within_the_period(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """An edit and a delete made upstream a year back, with no webhook, show up in the
+    mirror within ``reconcile_period_days`` of daily runs."""
+    today = clock.today()
+    entries = upstream.add_many(days_back(today, *range(0, 400, 4)))
+    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_days=5)
+    await run_once(engine, clock)
+    edited = upstream.edit(entries[80].id, description="fixed typo")
+    deleted = upstream.delete(entries[60].id)
+
+    for _ in range(5):
+        clock.advance(days=1)
+        await run_once(engine, clock)
+
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+    assert mirror.row(db_path, edited.id)["description"] == "fixed typo"
+    assert mirror.row(db_path, deleted.id)["deleted_at"] is not None
+
+
+# ---------------------------------------------------------------------------- tombstones
+
+
+async def test_deleted_entry_is_tombstoned_not_removed(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """An entry deleted upstream stays in the table with ``deleted_at`` set (and its last
+    content), and leaves the live set."""
+    today = clock.today()
+    keep, gone = upstream.add_many(days_back(today, 0, 1), description="standup")
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(30))
+    await run_once(engine, clock)
+    upstream.delete(gone.id)
+
+    clock.advance(minutes=15)
+    result = await run_once(engine, clock)
+
+    assert result.outcome.tombstoned == 1
+    assert set(mirror.live(db_path)) == {keep.id}
+    row = mirror.row(db_path, gone.id)
+    assert row is not None
+    assert row["deleted_at"] is not None
+    assert row["description"] == "standup"
+
+
+@pytest.mark.parametrize("order", ["old date first", "new date first"])
+async def test_entry_moved_to_another_window_ends_live_with_its_new_date(
+    order: str, upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Moving an entry's date into another window leaves it live with the new date, whichever
+    of the two windows is scanned first (a scan of the old window may tombstone it; the scan
+    of the new one revives it)."""
+    old_day, new_day = clock.days_ago(200), clock.days_ago(100)
+    moving = upstream.add(old_day)
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(365))
+    await run_once(engine, clock)
+    moved = upstream.edit(moving.id, date=new_day)
+
+    days = [old_day, new_day] if order == "old date first" else [new_day, old_day]
+    for day in days:
+        await engine.refresh([(WS, day)], report(clock, "push"))
+
+    assert mirror.live(db_path) == mirror.expected([moved])
+    assert mirror.row(db_path, moved.id)["date"] == new_day
+
+
+# ---------------------------------------------------------------------------- mass delete
+
+
+async def test_mass_delete_guard_refuses_and_writes_nothing_unless_forced(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A scan that would tombstone most of a workspace stops with ``MassDeleteError`` and
+    leaves the mirror as it was; ``force_delete`` applies it."""
+    today = clock.today()
+    entries = upstream.add_many(days_back(today, *[0] * 20))
+    settings = {"history_start": clock.days_ago(30), "mass_delete_share": 0.5}
+    await run_once(make_engine(upstream, store, clock, **settings), clock)
+    before_rows, before_scans = mirror.live(db_path), mirror.scans(db_path)
+    for e in entries[:15]:
+        upstream.delete(e.id)
+
+    clock.advance(minutes=15)
+    with pytest.raises(MassDeleteError) as refused:
+        await run_once(make_engine(upstream, store, clock, **settings), clock)
+
+    assert (refused.value.would_delete, refused.value.live) == (15, 20)
+    assert mirror.live(db_path) == before_rows
+    assert mirror.scans(db_path) == before_scans
+
+    await run_once(make_engine(upstream, store, clock, **settings, force_delete=True), clock)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+    assert len(mirror.tombstones(db_path)) == 15
+
+
+# ---------------------------------------------------------------------------- failures, stops
+
+
+@pytest.mark.parametrize("fault", [ServerError, TransportError])
+async def test_failure_mid_backfill_keeps_committed_windows_and_resumes_without_refetching(
+    fault: type, upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """When upstream fails on the 5th request of a backfill, the windows already fetched stay
+    in the mirror; the next run finishes the backfill without asking for them again and ends
+    with the same mirror as an uninterrupted run."""
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 700, 2)))
+    settings = {"history_start": clock.days_ago(700), "window_target_entries": 20}
+    if fault is ServerError:
+        upstream.fail_find(5)
+    else:
+        upstream.fail_transport(5)
+
+    with pytest.raises(fault):
+        await run_once(make_engine(upstream, store, clock, **settings), clock)
+
+    committed = mirror.scans(db_path)
+    assert len(committed) == 4  # the hot window and three backfill windows
+    state = await store.workspace_state(WS)
+    assert not state.backfill_complete
+    assert state.backfill_before == min(s.date_from for s in committed)
+    mirrored = mirror.live(db_path)
+    assert mirrored == mirror.expected(
+        e for e in upstream.entries.values() if e.date >= state.backfill_before
+    )
+    fetched = [f for f in finds(upstream, Priority.BACKFILL)]
+    upstream.reset_counts()
+
+    await run_once(make_engine(upstream, store, clock, **settings), clock)
+
+    again = finds(upstream, Priority.BACKFILL)
+    assert again
+    assert all(f.date_to < min(done.date_from for done in fetched) for f in again)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+    assert (await store.workspace_state(WS)).backfill_complete
+
+
+async def test_stop_request_commits_the_window_in_flight_then_raises(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A stop signal arriving while the 3rd request is in flight: that window is still
+    committed, nothing more is requested, and ``ShutdownRequested`` is raised; the next
+    run carries on from there."""
+    today = clock.today()
+    upstream.add_many(days_back(today, *range(0, 500, 3)))
+    stop = False
+    windows: list[ScanProgress] = []
+
+    def signal_during_third_request(call: FindCall) -> None:
+        nonlocal stop
+        stop = stop or upstream.find_calls == 3
+
+    upstream.on_find = signal_during_third_request
+    settings = SyncSettings(history_start=clock.days_ago(500), window_target_entries=10)
+    engine = SyncEngine(
+        upstream,
+        store,
+        settings,
+        clock=clock,
+        should_stop=lambda: stop,
+        on_window=windows.append,
+    )
+
+    with pytest.raises(ShutdownRequested):
+        await run_once(engine, clock)
+
+    assert upstream.find_calls == 3
+    assert len(windows) == 3
+    assert len(mirror.scans(db_path)) == 3
+    third = windows[-1]
+    assert third.entries > 0
+    assert {
+        e.id for e in upstream.entries.values() if third.date_from <= e.date <= third.date_to
+    } <= set(mirror.live(db_path))
+
+    upstream.on_find = None
+    await run_once(SyncEngine(upstream, store, settings, clock=clock), clock)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+# ---------------------------------------------------------------------------- running timers
+
+
+async def test_running_timer_is_mirrored_with_null_end(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A timer that is still running has NULL ``end_time`` and ``duration_seconds``."""
+    timer = upstream.add(clock.days_ago(0), running=True)
+
+    await run_once(make_engine(upstream, store, clock, history_start=clock.days_ago(10)), clock)
+
+    row = mirror.row(db_path, timer.id)
+    assert row is not None
+    assert (row["end_time"], row["duration_seconds"], row["deleted_at"]) == (None, None, None)
+
+
+async def test_running_timer_older_than_the_hot_window_is_rescanned_every_poll(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A timer left running since ten days ago is re-read by its date on every poll, so the
+    mirror notices as soon as it is stopped (and stops asking after that)."""
+    old_day = clock.days_ago(10)
+    timer = upstream.add(old_day, running=True)
+    upstream.add_many(days_back(clock.today(), 0, 30))
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(60))
+    await run_once(engine, clock)
+    upstream.reset_counts()
+
+    for _ in range(3):
+        clock.advance(minutes=15)
+        await engine.poll(report(clock, "poll"))
+    rescans = [f for f in finds(upstream, Priority.HOT) if f.date_from == f.date_to == old_day]
+    assert len(rescans) == 3
+
+    stopped = upstream.stop(timer.id)
+    clock.advance(minutes=15)
+    await engine.poll(report(clock, "poll"))
+    row = mirror.row(db_path, timer.id)
+    assert (row["end_time"], row["duration_seconds"]) == (stopped.end_time, 1800)
+
+    upstream.reset_counts()
+    clock.advance(minutes=15)
+    await engine.poll(report(clock, "poll"))
+    assert [f.date_from for f in upstream.finds] == [clock.days_ago(2)]
+
+
+# ---------------------------------------------------------------------------- pushes
+
+
+async def test_pushes_apply_at_once_and_duplicates_are_recognised(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A pushed entry is in the mirror without any request; the same delivery again is
+    reported as a duplicate; the pushed date is returned for a confirming re-scan."""
+    entry = upstream.add(clock.days_ago(40), manual=True)
+    (event,) = upstream.events
+    engine = make_engine(upstream, store, clock)
+
+    assert await engine.apply_event(event) == ("inserted", (WS, entry.date))
+    assert await engine.apply_event(event) == ("duplicate", None)
+
+    assert upstream.calls == {}
+    assert mirror.live(db_path) == mirror.expected([entry])
+
+
+async def test_older_push_never_overwrites_a_newer_row(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Pushes arriving out of order: the mirror keeps the newest version."""
+    entry = upstream.add(clock.days_ago(1), running=True)
+    stopped = upstream.stop(entry.id)
+    renamed = upstream.edit(entry.id, description="renamed")
+    started, stopping, renaming = upstream.events
+    engine = make_engine(upstream, store, clock)
+
+    assert (await engine.apply_event(renaming))[0] == "inserted"
+    assert (await engine.apply_event(started))[0] == "stale"
+    assert (await engine.apply_event(stopping))[0] == "stale"
+
+    assert mirror.live(db_path) == mirror.expected([renamed])
+    assert stopped.updated_at < renamed.updated_at
+
+
+async def test_refresh_confirms_pushes_with_one_scan_per_group_of_nearby_dates(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Pushed dates a few days apart share one confirming scan; a distant date gets its own.
+    The re-scan corrects what the pushes got wrong (here: an entry deleted since)."""
+    a, b, c, far = (clock.days_ago(n) for n in (60, 58, 55, 20))
+    entries = [upstream.add(d) for d in (a, b, c, far)]
+    engine = make_engine(upstream, store, clock)
+    windows = [(await engine.apply_event(e))[1] for e in upstream.events]
+    upstream.delete(entries[1].id)
+
+    await engine.refresh([*windows, windows[0]], report(clock, "push"))
+
+    pushed = finds(upstream, Priority.PUSH)
+    assert [(f.date_from, f.date_to) for f in pushed] == [(a, c), (far, far)]
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+async def test_delete_push_tombstones_and_an_older_push_does_not_revive(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A delete event (when upstream sends one) tombstones the entry; a late delivery of
+    the entry's creation does not bring it back."""
+    entry = upstream.add(clock.days_ago(3))
+    upstream.delete(entry.id)
+    created, deleted = upstream.events
+    engine = make_engine(upstream, store, clock)
+
+    assert (await engine.apply_event(deleted))[0] == "stale"  # not known yet
+    assert (await engine.apply_event(push_of(EventKind.MANUAL_TIME_ADDED, entry)))[0] in {
+        "inserted",
+        "duplicate",
+    }
+    assert created.dedupe_key == f"MANUAL_TIME_ADDED:{entry.id}:{entry.updated_at}"
+    redelivered = upstream.deliveries(duplicate=[1])[1:]
+    assert [(await engine.apply_event(e))[0] for e in redelivered] == ["duplicate", "duplicate"]
