@@ -12,12 +12,15 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
+
+import orjson
 
 from syncd.errors import (
     ApiError,
@@ -296,7 +299,7 @@ def _check_status(status: int, headers: Headers, body: bytes, url: str, ok: Sequ
 
 def _json(status: int, body: bytes, url: str) -> Any:
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _malformed(f"body is not JSON ({exc})", status, body, url) from None
 
@@ -311,12 +314,17 @@ def _malformed(what: str, status: int = 200, body: bytes = b"", url: str = "") -
 # --------------------------------------------------------------------------- values
 
 
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
 def normalize_timestamp(value: object, name: str = "timestamp") -> str:
     """Any ISO 8601 datetime (any offset, naive = UTC, with or without millis) → UTC
     ``YYYY-MM-DDTHH:MM:SS.sssZ`` (§5.1, §8 row 12).
 
     Raises ``MalformedResponse`` naming ``name`` when the value is not such a string.
     """
+    if isinstance(value, str) and _CANONICAL_TIMESTAMP.fullmatch(value):
+        return value  # already UTC with milliseconds: the common case, kept cheap
     if not isinstance(value, str) or not value.strip():
         raise _malformed(f"{name} is not an ISO 8601 string: {value!r}")
     s = value.strip()
@@ -416,7 +424,7 @@ def _tags(value: object) -> tuple[Ref, ...]:
 
 def compact_json(obj: object) -> str:
     """The compact JSON text stored as ``raw`` (key order kept, unicode unescaped)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(obj).decode()
 
 
 # --------------------------------------------------------------------------- time entries

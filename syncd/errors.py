@@ -116,8 +116,8 @@ class MassDeleteError(SyncdError):
         self.threshold = threshold
         super().__init__(
             f"refusing to tombstone {would_delete} of {live} live entries in workspace "
-            f"{workspace_id} (more than {threshold:.0%}); if upstream really lost them, "
-            "run again with --force-delete"
+            f"{workspace_id} within a day (more than {threshold:.0%}); if upstream really "
+            "lost them, run again with --force-delete"
         )
 
 

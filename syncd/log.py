@@ -37,7 +37,7 @@ LEVELS = {
 
 # Chatty third-party loggers and the level they are held at unless we log at debug level.
 # APScheduler logs every job start and finish at INFO.
-QUIET_LOGGERS = {"apscheduler": logging.WARNING}
+QUIET_LOGGERS = {"apscheduler": logging.WARNING, "peewee": logging.INFO}
 
 
 class SecretRedactor:

@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +23,11 @@ import aiohttp
 import structlog
 
 from syncd import __version__
-from syncd.budget import BudgetLimits, RateBudget, key_id_for
+from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import ShutdownRequested
-from syncd.records import RunReport, format_timestamp
+from syncd.records import Priority, RunReport, format_timestamp
 from syncd.store import AsyncStore, Store
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
@@ -62,8 +62,23 @@ def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings
     )
 
 
+#: A one-shot run has no pushes of its own to keep room for: its backfill and sweep may use
+#: more of the minute than the daemon's (which keeps 20 %), leaving 5 % for a daemon's pushes
+#: on the same key.
+ONCE_SHARES = {
+    Priority.BACKFILL: PriorityShare(minute=0.95, day=0.9),
+    Priority.RECONCILE: PriorityShare(minute=0.95, day=0.85),
+}
+
+
 def budget_for(
-    config: Config, db: Any, key: str, *, daily_share: float, runner: Any = None
+    config: Config,
+    db: Any,
+    key: str,
+    *,
+    daily_share: float,
+    runner: Any = None,
+    shares: Mapping[Priority, PriorityShare] | None = None,
 ) -> RateBudget:
     """The persisted rate budget of ``key`` in the mirror database ``db``."""
     limits = config.limits
@@ -78,6 +93,7 @@ def budget_for(
         ),
         daily_share=daily_share,
         runner=runner,
+        shares=shares,
     )
 
 

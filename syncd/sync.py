@@ -23,6 +23,7 @@ nor peewee.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -226,40 +227,49 @@ class SyncEngine:
         size = self._clamp_days(state.window_days or INITIAL_WINDOW_DAYS)
         empty_days = 0
         windows = 0
-        while not state.backfill_complete and (max_windows is None or windows < max_windows):
-            windows += 1
-            before = _day(state.backfill_before or _iso(self.clock().date()))
-            if history_start and _iso(before) <= history_start:
-                done = replace(state, backfill_complete=True, oldest_date=history_start)
-                await self.store.save_state(done)
-                return
-            if not history_start and empty_days >= self.settings.window_max_days:
-                await self._probe_older(workspace_id, before, state, report)
-                return
-            start = before - timedelta(days=size)
-            if history_start:
-                start = max(start, _day(history_start))
-            last = before - timedelta(days=1)
-            reached_start = bool(history_start) and _iso(start) <= (history_start or "")
-            state = replace(
-                state,
-                backfill_before=_iso(start),
-                window_days=size,
-                backfill_complete=reached_start,
-                oldest_date=history_start if reached_start else state.oldest_date,
-            )
-            count = await self._scan(
-                workspace_id,
-                _iso(start),
-                _iso(last),
-                Source.BACKFILL,
-                Priority.BACKFILL,
-                report,
-                state,
-            )
-            days = (last - start).days + 1
-            empty_days = empty_days + days if count == 0 else 0
-            size = self._next_size(days, count=count)
+        # Window n is committed while window n+1 is fetched: its size depends only on how
+        # many entries window n held, known before the commit. Commits stay in order, and
+        # the one in flight always finishes before this method returns or raises.
+        committing: asyncio.Task[int] | None = None
+        try:
+            while not state.backfill_complete and (max_windows is None or windows < max_windows):
+                windows += 1
+                before = _day(state.backfill_before or _iso(self.clock().date()))
+                if history_start and _iso(before) <= history_start:
+                    await _finish(committing)
+                    committing = None
+                    done = replace(state, backfill_complete=True, oldest_date=history_start)
+                    await self.store.save_state(done)
+                    return
+                if not history_start and empty_days >= self.settings.window_max_days:
+                    await _finish(committing)
+                    committing = None
+                    await self._probe_older(workspace_id, before, state, report)
+                    return
+                start = before - timedelta(days=size)
+                if history_start:
+                    start = max(start, _day(history_start))
+                last = before - timedelta(days=1)
+                reached_start = bool(history_start) and _iso(start) <= (history_start or "")
+                state = replace(
+                    state,
+                    backfill_before=_iso(start),
+                    window_days=size,
+                    backfill_complete=reached_start,
+                    oldest_date=history_start if reached_start else state.oldest_date,
+                )
+                scan = await self._fetch(
+                    workspace_id, _iso(start), _iso(last), Source.BACKFILL, Priority.BACKFILL, state
+                )
+                await _finish(committing)
+                # Not awaited here: the next window's request goes out while this commits.
+                committing = asyncio.ensure_future(self._commit(scan, report))
+                days = (last - start).days + 1
+                count = len(scan.entries)
+                empty_days = empty_days + days if count == 0 else 0
+                size = self._next_size(days, count=count)
+        finally:
+            await _finish(committing)
 
     async def _probe_older(
         self, workspace_id: str, before: date, state: WorkspaceState, report: RunReport
@@ -400,13 +410,29 @@ class SyncEngine:
         state: WorkspaceState | None,
     ) -> int:
         """Fetch one window and commit it; returns how many entries upstream sent."""
+        scan = await self._fetch(workspace_id, date_from, date_to, source, priority, state)
+        return await self._commit(scan, report)
+
+    async def _fetch(
+        self,
+        workspace_id: str,
+        date_from: str | None,
+        date_to: str,
+        source: Source,
+        priority: Priority,
+        state: WorkspaceState | None,
+    ) -> WindowScan:
+        """Ask upstream for one window; the answer, ready to commit with ``state``.
+
+        Raises ``ShutdownRequested`` instead when a stop was requested.
+        """
         if self.should_stop():
             raise ShutdownRequested("stop requested; every committed window is kept")
         requested_at = format_timestamp(self.clock())
         entries = await self.client.find_time_entries(
             workspace_id, date_from=date_from, date_to=date_to, priority=priority
         )
-        scan = WindowScan(
+        return WindowScan(
             workspace_id=workspace_id,
             date_from=date_from,
             date_to=date_to,
@@ -419,23 +445,30 @@ class SyncEngine:
             mass_delete_share=self.settings.mass_delete_share,
             mass_delete_min=self.settings.mass_delete_min,
         )
+
+    async def _commit(self, scan: WindowScan, report: RunReport) -> int:
+        """Apply a fetched window to the mirror (one transaction); returns its entry count."""
         outcome: WindowOutcome = await self.store.apply_window(scan)
         report.outcome.add(outcome)
         report.windows += 1
         log.debug(
             "window_synced",
-            workspace_id=workspace_id,
-            source=str(source),
-            date_from=date_from,
-            date_to=date_to,
-            entries=len(entries),
+            workspace_id=scan.workspace_id,
+            source=str(scan.source),
+            date_from=scan.date_from,
+            date_to=scan.date_to,
+            entries=len(scan.entries),
             inserted=outcome.inserted,
             updated=outcome.updated,
             tombstoned=outcome.tombstoned,
         )
         if self.on_window is not None:
-            self.on_window(ScanProgress(workspace_id, source, date_from, date_to, len(entries)))
-        return len(entries)
+            self.on_window(
+                ScanProgress(
+                    scan.workspace_id, scan.source, scan.date_from, scan.date_to, len(scan.entries)
+                )
+            )
+        return len(scan.entries)
 
     def _clamp_days(self, days: float) -> int:
         low, high = self.settings.window_min_days, self.settings.window_max_days
@@ -464,6 +497,12 @@ class SyncEngine:
                 break
             size = max(self.settings.window_min_days, int(size * target / live))
         return size
+
+
+async def _finish(task: asyncio.Task[int] | None) -> None:
+    """Wait for a commit in flight (re-raising its error)."""
+    if task is not None:
+        await task
 
 
 def _group_dates(days: list[date], span: int) -> list[tuple[date, date]]:

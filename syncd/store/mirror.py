@@ -26,6 +26,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,6 +43,7 @@ from syncd.records import (
     WindowScan,
     Workspace,
     WorkspaceState,
+    format_timestamp,
 )
 from syncd.store import migrations, reports
 from syncd.store import models as m
@@ -69,6 +71,9 @@ PRAGMAS: dict[str, Any] = {
     "foreign_keys": 1,
     "cache_size": -64000,  # KiB
     "temp_store": "memory",
+    # Checkpoint the WAL every ~32 MB instead of every ~4 MB: a backfill commits thousands of
+    # rows per window, and each checkpoint is an fsync of the database.
+    "wal_autocheckpoint": 8000,
 }
 REFERENCE_KINDS = tuple(REF_COLUMNS)
 
@@ -250,15 +255,14 @@ class Store:
 
             seen = {e.id for e in entries}
             gone = [i for i in self._live_ids_in(scan) if i not in seen]
-            if gone and not scan.force_delete and len(gone) >= scan.mass_delete_min:
-                live = self._count_live(scan.workspace_id)
-                if len(gone) > scan.mass_delete_share * live:
-                    raise MassDeleteError(
-                        workspace_id=scan.workspace_id,
-                        would_delete=len(gone),
-                        live=live,
-                        threshold=scan.mass_delete_share,
-                    )
+            if gone and not scan.force_delete:
+                self._guard_mass_delete(scan, len(gone))
+            elif gone:  # forced: later scans count deletions from here on
+                self.db.execute_sql(
+                    "INSERT INTO installation (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (_ack_key(scan.workspace_id), scan.scanned_at),
+                )
 
             self._write_entries(to_write, scan.source, scan.requested_at or scan.scanned_at, stored)
             outcome.tombstoned = self._tombstone(gone, scan.scanned_at)
@@ -360,6 +364,34 @@ class Store:
             scan.requested_at,
         )
         return [i for (i,) in self.db.cursor().execute(self._sql.live_ids_in_window, params)]
+
+    def _guard_mass_delete(self, scan: WindowScan, gone: int) -> None:
+        """Raise ``MassDeleteError`` when this scan's tombstones, added to those scans made in
+        the workspace over the last day (since the last ``--force-delete``), pass the share
+        of the workspace's live entries. Counting recent scans keeps the guard meaningful when
+        a mass deletion is split over many small windows, runs or processes."""
+        since = _minus_day(scan.scanned_at)
+        row = self.db.execute_sql(
+            "SELECT value FROM installation WHERE key = ?", (_ack_key(scan.workspace_id),)
+        ).fetchone()
+        if row is not None and row[0] > since:
+            since = row[0]
+        recent = self.db.execute_sql(
+            "SELECT COALESCE(SUM(tombstoned), 0) FROM window_scans "
+            "WHERE workspace_id = ? AND scanned_at > ?",
+            (scan.workspace_id, since),
+        ).fetchone()[0]
+        total = gone + int(recent)
+        if total < scan.mass_delete_min:
+            return
+        live = self._count_live(scan.workspace_id) + int(recent)
+        if total > scan.mass_delete_share * live:
+            raise MassDeleteError(
+                workspace_id=scan.workspace_id,
+                would_delete=total,
+                live=live,
+                threshold=scan.mass_delete_share,
+            )
 
     def _count_live(self, workspace_id: str) -> int:
         TE = m.TimeEntry
@@ -652,6 +684,16 @@ class _Stored:
 
     def same_as(self, entry: TimeEntry) -> bool:
         return self.content == content_of(entry) and tuple(sorted(self.tags)) == tag_ids(entry)
+
+
+def _ack_key(workspace_id: str) -> str:
+    """The ``installation`` key recording when deletions were last forced in a workspace."""
+    return f"mass_delete_forced_at:{workspace_id}"
+
+
+def _minus_day(timestamp: str) -> str:
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")) - timedelta(days=1)
+    return format_timestamp(moment)
 
 
 def open_store(path: str | Path, *, timeout: float = 30.0) -> Store:

@@ -460,7 +460,7 @@ class CaptureServer:
         self.deliveries = deliveries
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 deliveries.append((dict(self.headers.items()), body))
                 self.send_response(200)

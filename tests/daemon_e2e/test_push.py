@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import aiohttp
 
-from .conftest import API_KEY, free_port, mirror_differences, wait_for
+from .conftest import API_KEY, mirror_differences, wait_for
 
 
 def _row(daemon, entry_id):
@@ -28,8 +26,11 @@ def test_timer_start_and_stop_reach_the_mirror_through_the_webhook(
     emu = emulator_factory()
     daemon = daemon_factory(emu).start()
     url = daemon.hook_url
-    wait_for(lambda: any(s["status"] == "ACTIVE" for s in emu.subscriptions(url)), 10,
-             what="the subscription")
+    wait_for(
+        lambda: any(s["status"] == "ACTIVE" for s in emu.subscriptions(url)),
+        10,
+        what="the subscription",
+    )
     workspace = emu.workspace_ids()[0]
 
     started = time.monotonic()
@@ -54,7 +55,8 @@ def test_timer_start_and_stop_reach_the_mirror_through_the_webhook(
     stop_latency = time.monotonic() - started
     assert row["end_time"] == stopped["end_time"]
     assert row["updated_at"] == stopped["updatedAt"]
-    assert start_latency < 1.0 and stop_latency < 1.0
+    assert start_latency < 1.0
+    assert stop_latency < 1.0
 
     # The confirming re-scan of the entry's date window follows the debounce.
     def confirming_rescan():

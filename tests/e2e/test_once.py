@@ -258,7 +258,7 @@ def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emul
     Full-sweep config (see above), so one run's reconciliation sees every deleted entry.
     """
     emulator = start_emulator(
-        "--seed", "3", "--workspaces", "2", "--entries", "600", "--days", "120",
+        "--seed", "3", "--workspaces", "2", "--entries", "400", "--days", "120",
         "--no-rate-limit",
     )  # fmt: skip
     ws_a, ws_b = emulator.workspace_ids()
@@ -296,11 +296,11 @@ def test_mass_delete_guard_holds_when_windows_are_small(tmp_path, start_emulator
     workspace, whichever way they are split into windows.
     """
     emulator = start_emulator(
-        "--seed", "3", "--workspaces", "1", "--entries", "600", "--days", "120",
+        "--seed", "3", "--workspaces", "1", "--entries", "400", "--days", "120",
         "--no-rate-limit",
     )  # fmt: skip
     (ws,) = emulator.workspace_ids()
-    config = write_config(tmp_path, emulator, sync={**FULL_SWEEP, "window_target_entries": 100})
+    config = write_config(tmp_path, emulator, sync={**FULL_SWEEP, "window_target_entries": 60})
     assert run_once(config).returncode == EXIT_OK
     db = database_of(config)
     live_before = scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NULL")

@@ -47,7 +47,7 @@ def live(path: Path, workspace_id: str | None = None) -> dict[str, tuple]:
     columns = ", ".join(f'"{c}"' for c in SYNCED)
     rows = _query(
         path,
-        f"SELECT {columns} FROM time_entries WHERE deleted_at IS NULL"  # noqa: S608
+        f"SELECT {columns} FROM time_entries WHERE deleted_at IS NULL"
         " AND (? IS NULL OR workspace_id = ?)",
         (workspace_id, workspace_id),
     )
@@ -56,7 +56,9 @@ def live(path: Path, workspace_id: str | None = None) -> dict[str, tuple]:
 
 def tombstones(path: Path) -> dict[str, tuple[str, str]]:
     """Tombstoned rows: id -> (stored date, deleted_at)."""
-    rows = _query(path, "SELECT id, date, deleted_at FROM time_entries WHERE deleted_at IS NOT NULL")
+    rows = _query(
+        path, "SELECT id, date, deleted_at FROM time_entries WHERE deleted_at IS NOT NULL"
+    )
     return {i: (d, at) for i, d, at in rows}
 
 

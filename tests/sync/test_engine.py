@@ -13,17 +13,15 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import MassDeleteError, ServerError, ShutdownRequested, TransportError
-from syncd.records import EventKind, Priority, Ref, RunReport, Source
+from syncd.records import Priority, Ref, RunReport, Source
 from syncd.store import AsyncStore
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
 from . import mirror_rows as mirror
-from .fakes import WS, Clock, FakeUpstream, FindCall, days_back, push_of
+from .fakes import WS, Clock, FakeUpstream, FindCall, days_back
 
 
-def make_engine(
-    upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings
-) -> SyncEngine:
+def make_engine(upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings) -> SyncEngine:
     return SyncEngine(upstream, store, SyncSettings(**settings), clock=clock)
 
 
@@ -524,21 +522,19 @@ async def test_refresh_confirms_pushes_with_one_scan_per_group_of_nearby_dates(
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
-async def test_delete_push_tombstones_and_an_older_push_does_not_revive(
+async def test_delete_push_tombstones_and_a_late_older_push_does_not_revive(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
-    """A delete event (when upstream sends one) tombstones the entry; a late delivery of
-    the entry's creation does not bring it back."""
+    """A delete event (when upstream sends one) tombstones the entry; an edit made before
+    the delete but delivered after it does not bring the entry back."""
     entry = upstream.add(clock.days_ago(3))
+    upstream.edit(entry.id, description="before the delete")
     upstream.delete(entry.id)
-    created, deleted = upstream.events
+    created, edited, deleted = upstream.events
     engine = make_engine(upstream, store, clock)
 
-    assert (await engine.apply_event(deleted))[0] == "stale"  # not known yet
-    assert (await engine.apply_event(push_of(EventKind.MANUAL_TIME_ADDED, entry)))[0] in {
-        "inserted",
-        "duplicate",
-    }
-    assert created.dedupe_key == f"MANUAL_TIME_ADDED:{entry.id}:{entry.updated_at}"
-    redelivered = upstream.deliveries(duplicate=[1])[1:]
-    assert [(await engine.apply_event(e))[0] for e in redelivered] == ["duplicate", "duplicate"]
+    outcomes = [(await engine.apply_event(e))[0] for e in (created, deleted, edited, deleted)]
+
+    assert outcomes == ["inserted", "tombstoned", "stale", "duplicate"]
+    assert mirror.live(db_path) == {}
+    assert mirror.row(db_path, entry.id)["deleted_at"] == deleted.updated_at

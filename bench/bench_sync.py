@@ -1,0 +1,278 @@
+"""Benchmark of ``syncd --once`` against the bundled emulator with the real rate limits.
+
+1. Backfill: the emulator seeded with 3 workspaces × 20,000 entries over 3 years, rate
+   limits on (10/s, 100/min, 10,000/day), one ``syncd --once`` on an empty mirror.
+   Reports requests used, requests per 1,000 entries, wall time against the minimum the
+   limits allow for that many requests (raw limits and syncd's effective ones), 429s and
+   the peak RSS of the sync process.
+2. A second ``syncd --once`` with no upstream change: requests used (expected: the
+   workspace list, one hot-window scan per workspace and the reconciliation slice) and
+   wall time.
+
+Both syncd and the emulator run as real processes on a loopback socket. Prints
+``name: value`` lines. Usage::
+
+    .venv/bin/python bench/bench_sync.py [--workspaces 3] [--entries 60000] [--days 1095]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import selectors
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SYNCD = [sys.executable, "-m", "syncd"]
+KEY = "bench-key"
+#: The upstream limits (and syncd's defaults for ``[limits]``).
+PER_SECOND, PER_MINUTE, PER_DAY = 10, 100, 10_000
+SAFETY_MARGIN = 0.1
+#: Share of the (margin-reduced) minute a BACKFILL request may use (syncd.budget defaults).
+BACKFILL_MINUTE_SHARE = 0.8
+
+
+def clean_env() -> dict[str, str]:
+    drop = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def min_seconds(requests: int, per_second: float, per_minute: float) -> float:
+    """The least time from the first to the last of ``requests`` under rolling windows.
+
+    Request ``k`` (0-based) cannot go before ``k // per_second`` seconds (any 1 s holds at
+    most ``per_second``) nor before ``60 × (k // per_minute)`` seconds (any 60 s holds at
+    most ``per_minute``); the last request's time is the minimum.
+    """
+    if requests <= 1:
+        return 0.0
+    k = requests - 1
+    return max(
+        math.floor(k / per_second) * 1.0,
+        math.floor(k / per_minute) * 60.0,
+    )
+
+
+def effective(limit: int) -> int:
+    return max(1, math.floor(limit * (1 - SAFETY_MARGIN) + 1e-9))
+
+
+class Emulator:
+    def __init__(self, args: list[str], log: Path) -> None:
+        with log.open("w") as errors:
+            self.process = subprocess.Popen(
+                [*SYNCD, "emulator", "--port", "0", "--api-key", KEY, *args],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env=clean_env(),
+            )
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.process.stdout, selectors.EVENT_READ)
+            if not sel.select(300):
+                raise SystemExit("the emulator did not start within 300 s")
+        self.ready = json.loads(self.process.stdout.readline())
+        self.url = self.ready["url"]
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def write_config(directory: Path, emulator: Emulator) -> Path:
+    config = directory / "syncd.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "[api]",
+                f'url = "{emulator.ready["api_url"]}"',
+                f'app_url = "{emulator.ready["app_url"]}"',
+                f'key = "{KEY}"',
+                "[database]",
+                f'path = "{directory / "mirror.sqlite"}"',
+                "[limits]",
+                f"per_second = {PER_SECOND}",
+                f"per_minute = {PER_MINUTE}",
+                f"per_day = {PER_DAY}",
+                f"safety_margin = {SAFETY_MARGIN}",
+                "[logging]",
+                'format = "json"',
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def run_once(config: Path, log: Path) -> tuple[dict[str, Any], float, int]:
+    """Run ``syncd --once``; returns its summary, wall seconds and peak RSS in bytes."""
+    started = time.monotonic()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*SYNCD, "-c", str(config), "--once"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise SystemExit(f"syncd --once exited {process.returncode}; see {log}")
+    summary = None
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{") and '"sync_finished"' in line:
+            summary = json.loads(line)
+    if summary is None:
+        raise SystemExit(f"no sync_finished line in {log}")
+    return summary, wall, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def scans(db: Path) -> list[tuple[str, float]]:
+    """``(source, scanned_at epoch seconds)`` of every committed window, in order."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT source, scanned_at FROM window_scans ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [
+        (source, datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+        for source, at in rows
+    ]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workspaces", type=int, default=3)
+    parser.add_argument("--entries", type=int, default=60_000)
+    parser.add_argument("--days", type=int, default=1095)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    emulator = Emulator(
+        [
+            "--seed", str(args.seed), "--workspaces", str(args.workspaces),
+            "--entries", str(args.entries), "--days", str(args.days),
+        ],
+        work / "emulator.log",
+    )  # fmt: skip
+    try:
+        config = write_config(work, emulator)
+        db = work / "mirror.sqlite"
+        truth = sum(w["time_entry_count"] for w in emulator.get("/__emulator/workspaces"))
+
+        summary, wall, rss = run_once(config, work / "first.log")
+        stats = emulator.get("/__emulator/stats")["keys"][KEY]
+        requests = summary["requests"]
+        raw_min = min_seconds(requests, PER_SECOND, PER_MINUTE)
+        eff_s, eff_m = effective(PER_SECOND), effective(PER_MINUTE)
+        eff_min = min_seconds(requests, eff_s, eff_m)
+        backfill_m = max(1, math.floor(eff_m * BACKFILL_MINUTE_SHARE + 1e-9))
+        backfill_min = min_seconds(requests, eff_s, backfill_m)
+        first_scans = scans(db)
+        sources = [source for source, _ in first_scans]
+        steps = gaps([at for _, at in first_scans])
+        print(f"entries_upstream: {truth}")
+        print(f"backfill_entries_inserted: {summary['inserted']}")
+        print(f"backfill_windows: {summary['windows']}")
+        print(
+            "backfill_windows_by_source: "
+            + ", ".join(f"{s}={sources.count(s)}" for s in sorted(set(sources)))
+        )
+        print(f"backfill_requests: {requests}")
+        print(f"backfill_requests_per_1000_entries: {requests / truth * 1000:.2f}")
+        print(f"backfill_wall_seconds: {wall:.1f}")
+        print(f"backfill_sync_reported_seconds: {summary['duration_seconds']:.1f}")
+        print(
+            f"backfill_min_seconds_raw_limits: {raw_min:.1f} "
+            f"({PER_SECOND}/s, {PER_MINUTE}/min, {requests} requests)"
+        )
+        print(f"backfill_wall_vs_raw_min: {wall / raw_min:.2f} (target <= 1.10)")
+        print(
+            f"backfill_min_seconds_effective_limits: {eff_min:.1f} "
+            f"({eff_s}/s, {eff_m}/min after safety_margin {SAFETY_MARGIN})"
+        )
+        print(f"backfill_wall_vs_effective_min: {wall / eff_min:.2f}")
+        print(
+            f"backfill_min_seconds_backfill_share: {backfill_min:.1f} "
+            f"({eff_s}/s, {backfill_m}/min = {BACKFILL_MINUTE_SHARE:.0%} of the effective minute)"
+        )
+        print(f"backfill_wall_vs_backfill_share_min: {wall / backfill_min:.2f}")
+        print(f"backfill_429s: {summary['rate_limited']} (emulator: {stats['rate_limited']})")
+        print(
+            f"backfill_upstream_max_in_any_second: {stats['max_in_any_second']} "
+            f"(limit {PER_SECOND})"
+        )
+        print(
+            f"backfill_upstream_max_in_any_minute: {stats['max_in_any_minute']} "
+            f"(limit {PER_MINUTE})"
+        )
+        print(
+            f"backfill_seconds_between_windows: median {statistics.median(steps):.3f}, "
+            f"max {max(steps):.1f} (fetch + parse + commit of one window; the max includes "
+            "budget waits)"
+        )
+        print(f"backfill_peak_rss_mb: {rss / 2**20:.0f}")
+
+        workspaces = summary["workspaces"]
+        again, wall2, rss2 = run_once(config, work / "second.log")
+        sources2 = [source for source, _ in scans(db)[len(first_scans) :]]
+        print(f"second_requests: {again['requests']}")
+        print(
+            f"second_expected_requests: {1 + workspaces + sources2.count('reconcile')} "
+            f"(1 workspace list + {workspaces} hot windows + "
+            f"{sources2.count('reconcile')} reconciliation windows)"
+        )
+        print(
+            "second_windows_by_source: "
+            + ", ".join(f"{s}={sources2.count(s)}" for s in sorted(set(sources2)))
+        )
+        print(
+            f"second_changes: inserted={again['inserted']} updated={again['updated']} "
+            f"tombstoned={again['tombstoned']}"
+        )
+        print(f"second_wall_seconds: {wall2:.2f}")
+        print(f"second_sync_reported_seconds: {again['duration_seconds']:.2f}")
+        print(f"second_peak_rss_mb: {rss2 / 2**20:.0f}")
+    finally:
+        emulator.stop()
+        if args.keep:
+            print(f"work_dir: {work}")
+        else:
+            for path in sorted(work.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            work.rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

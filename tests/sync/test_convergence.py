@@ -1,0 +1,313 @@
+"""Convergence as a property, at the level of the sync engine.
+
+The fake upstream is the model. Hypothesis interleaves upstream changes (creates over two
+years, edits that move entries between windows, deletes, timers started and stopped) with
+webhook deliveries that are dropped, duplicated and reordered, with ``run_once``/``poll``/
+``reconcile`` runs as the clock moves on, and with runs that crash after a few windows or are
+asked to stop. Throughout, every tombstone must have been written by a complete scan whose
+window covered the row (or by a delete event), and a scan never tombstones an entry that is
+live upstream inside its window. At the end, one full reconciliation leaves the mirror's
+live entries equal to upstream, field by field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from syncd.errors import ApiError, ServerError, ShutdownRequested, TransportError
+from syncd.records import EventKind, RunReport
+from syncd.store import AsyncStore
+from syncd.sync import SyncEngine, SyncSettings
+
+from . import mirror_rows as mirror
+from .fakes import Clock, FakeUpstream
+
+T = TypeVar("T")
+WORKSPACES = ("ws-a", "ws-b")
+HISTORY_DAYS = 730
+
+offsets = st.integers(min_value=0, max_value=HISTORY_DAYS)
+recent = st.integers(min_value=0, max_value=20)
+words = st.sampled_from(["", "invoice", "review", "café", "東京 standup"])
+hours = st.integers(min_value=0, max_value=60)
+
+ENGINE_SETTINGS = SyncSettings(
+    hot_window_days=3,
+    interval_seconds=6 * 3600,
+    reconcile_period_days=3,
+    window_target_entries=6,
+    window_max_entries=15,
+    window_max_days=92,
+    mass_delete_min=10**9,  # the guard has its own tests; here every scan must apply
+)
+# One slice of this covers all history: what an operator's full re-verification does.
+FULL_SWEEP = SyncSettings(
+    hot_window_days=3,
+    interval_seconds=86400,
+    reconcile_period_days=1,
+    window_target_entries=6,
+    window_max_entries=15,
+    mass_delete_min=10**9,
+)
+
+
+class EngineConvergence(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="syncd-engine-prop-"))
+        self.path = self.dir / "m.sqlite"
+        self.loop = asyncio.new_event_loop()
+        self.store = self.run(AsyncStore.open(self.path))
+        self.clock = Clock()
+        self.upstream = FakeUpstream(self.clock, WORKSPACES)
+        self.stop_after: int | None = None
+        self.engine = SyncEngine(
+            self.upstream,
+            self.store,
+            ENGINE_SETTINGS,
+            clock=self.clock,
+            should_stop=self.stopping,
+        )
+        self.delivered: set[str] = set()
+        self.to_confirm: list[tuple[str, str]] = []
+        self.newest: dict[str, str] = {}  # id -> newest updated_at the mirror ever held
+        self.checked: dict[str, str] = {}  # id -> deleted_at already checked
+        self.ok = True
+
+    # ------------------------------------------------------------------ plumbing
+
+    def run(self, work: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(work)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Marks the machine broken if the step raises, so teardown skips the final check."""
+        self.ok = False
+        yield
+        self.ok = True
+
+    def stopping(self) -> bool:
+        if self.stop_after is None:
+            return False
+        self.stop_after -= 1
+        return self.stop_after < 0
+
+    def report(self, kind: str) -> RunReport:
+        return RunReport(kind=kind, started_at=self.clock.stamp())
+
+    def sync(self, kind: str) -> None:
+        if kind == "once":
+            self.run(self.engine.run_once(self.report("once")))
+        elif kind == "poll":
+            self.run(self.engine.poll(self.report("poll")))
+        else:
+            self.run(self.engine.reconcile(self.report("reconcile")))
+
+    def ids(self, running: bool | None = None) -> list[str]:
+        return sorted(
+            i
+            for i, e in self.upstream.entries.items()
+            if running is None or (e.end_time is None) == running
+        )
+
+    # ------------------------------------------------------------------ upstream changes
+
+    @rule(
+        ws=st.sampled_from(WORKSPACES),
+        offset=offsets,
+        copies=st.integers(min_value=1, max_value=4),
+        text=words,
+        manual=st.booleans(),
+    )
+    def create(self, ws: str, offset: int, copies: int, text: str, manual: bool) -> None:
+        with self.step():
+            for _ in range(copies):
+                self.upstream.add(
+                    self.clock.days_ago(offset), workspace_id=ws, description=text, manual=manual
+                )
+
+    @rule(ws=st.sampled_from(WORKSPACES), offset=recent)
+    def start_timer(self, ws: str, offset: int) -> None:
+        with self.step():
+            self.upstream.add(self.clock.days_ago(offset), workspace_id=ws, running=True)
+
+    @precondition(lambda self: self.ids(running=True))
+    @rule(data=st.data(), seconds=st.integers(min_value=60, max_value=36000))
+    def stop_timer(self, data: st.DataObject, seconds: int) -> None:
+        with self.step():
+            self.upstream.stop(data.draw(st.sampled_from(self.ids(running=True))), seconds)
+
+    @precondition(lambda self: self.upstream.entries)
+    @rule(data=st.data(), text=words, move=st.one_of(st.none(), offsets))
+    def edit(self, data: st.DataObject, text: str, move: int | None) -> None:
+        """Edit an entry; ``move`` puts it on another date (usually another window)."""
+        with self.step():
+            entry_id = data.draw(st.sampled_from(self.ids()))
+            changes: dict = {"description": text + "!"}
+            if move is not None:
+                changes["date"] = self.clock.days_ago(move)
+            self.upstream.edit(entry_id, **changes)
+
+    @precondition(lambda self: self.upstream.entries)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        with self.step():
+            self.upstream.delete(data.draw(st.sampled_from(self.ids())))
+
+    # ------------------------------------------------------------------ pushes
+
+    @precondition(lambda self: self.upstream.events)
+    @rule(data=st.data())
+    def deliver(self, data: st.DataObject) -> None:
+        """Deliver some of the pushes sent so far: any subset, any order, some twice."""
+        with self.step():
+            count = len(self.upstream.events)
+            picks = data.draw(
+                st.lists(st.integers(min_value=0, max_value=count - 1), max_size=6),
+                label="deliveries",
+            )
+            for index in picks:
+                event = self.upstream.events[index]
+                outcome, window = self.run(self.engine.apply_event(event))
+                seen = event.dedupe_key in self.delivered
+                assert (outcome == "duplicate") == seen, (outcome, event.dedupe_key)
+                self.delivered.add(event.dedupe_key)
+                if event.kind is EventKind.TIME_ENTRY_DELETED:
+                    assert window is None
+                elif not seen:
+                    assert window == (event.workspace_id, event.entry.date)
+                    self.to_confirm.append(window)
+            self.check_mirror()
+
+    @precondition(lambda self: self.to_confirm)
+    @rule()
+    def confirm_pushes(self) -> None:
+        """The debounced re-scan of pushed dates."""
+        with self.step():
+            windows, self.to_confirm = self.to_confirm, []
+            self.run(self.engine.refresh(windows, self.report("push")))
+            self.check_mirror()
+
+    # ------------------------------------------------------------------ runs
+
+    @rule(kind=st.sampled_from(["once", "poll", "reconcile"]), elapsed=hours)
+    def sync_run(self, kind: str, elapsed: int) -> None:
+        with self.step():
+            self.clock.advance(hours=elapsed)
+            self.sync(kind)
+            self.check_mirror()
+
+    @rule(
+        kind=st.sampled_from(["once", "poll", "reconcile"]),
+        elapsed=hours,
+        after=st.integers(min_value=1, max_value=8),
+        fault=st.sampled_from(["5xx", "reset", "stop"]),
+    )
+    def interrupted_run(self, kind: str, elapsed: int, after: int, fault: str) -> None:
+        """A run that fails (or is asked to stop) after ``after - 1`` windows."""
+        with self.step():
+            self.clock.advance(hours=elapsed)
+            if fault == "5xx":
+                self.upstream.fail_find(after, ServerError("bad gateway", status=502))
+            elif fault == "reset":
+                self.upstream.fail_find(after, TransportError("connection reset"))
+            else:
+                self.stop_after = after - 1
+            try:
+                self.sync(kind)
+            except (ApiError, ShutdownRequested):
+                pass
+            finally:
+                self.upstream.clear_faults()
+                self.stop_after = None
+            self.check_mirror()
+
+    # ------------------------------------------------------------------ invariants
+
+    def check_mirror(self) -> None:
+        """Tombstones come only from complete scans covering the row (or delete events) and
+        never hit an entry live upstream inside the scan's window; rows never go back to an
+        older version."""
+        tombs = mirror.tombstones(self.path)
+        fresh = {i: t for i, t in tombs.items() if self.checked.get(i) != t[1]}
+        if fresh:
+            scans = {s.scanned_at: s for s in mirror.scans(self.path)}
+            deletes = {
+                (e.object_id, e.updated_at)
+                for e in self.upstream.events
+                if e.kind is EventKind.TIME_ENTRY_DELETED and e.dedupe_key in self.delivered
+            }
+            for entry_id, (stored_date, deleted_at) in fresh.items():
+                if (entry_id, deleted_at) in deletes:
+                    assert entry_id not in self.upstream.entries
+                    continue
+                scan = scans.get(deleted_at)
+                assert scan is not None, f"{entry_id} tombstoned by no recorded scan"
+                assert scan.covers(stored_date), (entry_id, stored_date, scan)
+                assert any(
+                    f.returned is not None
+                    and (f.workspace_id, f.date_from, f.date_to)
+                    == (scan.workspace_id, scan.date_from, scan.date_to)
+                    for f in self.upstream.finds
+                ), f"{scan} was not a complete answer"
+                upstream = self.upstream.entries.get(entry_id)
+                assert upstream is None or not scan.covers(upstream.date), (
+                    f"{entry_id} is live upstream on {upstream.date} inside {scan}"
+                )
+                self.checked[entry_id] = deleted_at
+        for entry_id, row in mirror.live(self.path).items():
+            updated_at = row[-1]
+            assert updated_at >= self.newest.get(entry_id, ""), entry_id
+            self.newest[entry_id] = updated_at
+
+    @invariant()
+    def mirror_holds_only_upstream_versions(self) -> None:
+        """Every live row is a version upstream really had (no invented content)."""
+        versions = {
+            (e.entry.id, e.entry.updated_at) for e in self.upstream.events if e.entry is not None
+        }
+        for entry_id, row in mirror.live(self.path).items():
+            assert (entry_id, row[-1]) in versions
+
+    # ------------------------------------------------------------------ the end
+
+    def converge(self) -> None:
+        """A full reconciliation; then the mirror's live set equals upstream exactly."""
+        self.upstream.clear_faults()
+        self.clock.advance(minutes=5)
+        final = SyncEngine(self.upstream, self.store, FULL_SWEEP, clock=self.clock)
+        self.run(final.run_once(self.report("once")))
+        self.check_mirror()
+        for ws in WORKSPACES:
+            expected = mirror.expected(
+                e for e in self.upstream.entries.values() if e.workspace_id == ws
+            )
+            assert mirror.live(self.path, ws) == expected
+
+    def teardown(self) -> None:
+        try:
+            if self.ok:
+                self.converge()
+        finally:
+            self.run(self.store.close())
+            self.loop.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+EngineConvergence.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestEngineConvergence = EngineConvergence.TestCase
