@@ -152,6 +152,7 @@ async def open_runtime(
     config: Config,
     *,
     daily_share: float = 1.0,
+    shares: Mapping[Priority, PriorityShare] | None = None,
     force_delete: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_window: Callable[[ScanProgress], None] | None = None,
@@ -285,6 +286,7 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
             async with (
                 open_runtime(
                     config,
+                    shares=ONCE_SHARES,
                     force_delete=force_delete,
                     should_stop=lambda: signals.requested,
                     on_window=progress.window,
