@@ -165,7 +165,14 @@ async def open_runtime(
     key = config.api.key_value()
     store = await AsyncStore.open(config.database.path)
     try:
-        budget = budget_for(config, store.store.db, key, daily_share=daily_share, runner=store.call)
+        budget = budget_for(
+            config,
+            store.store.db,
+            key,
+            daily_share=daily_share,
+            runner=store.call,
+            shares=shares,
+        )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=10, limit_per_host=10, ttl_dns_cache=300),
             headers={"User-Agent": f"syncd/{__version__}"},
