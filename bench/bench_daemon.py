@@ -627,6 +627,13 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
         f"{poll_requests / polls:.2f} per poll actual vs {plan.requests_per_poll} planned "
         f"({poll_requests} hot requests over {polls} polls)",
     )
+    sweeps = max(1, runs["reconcile"])
+    out(
+        "sim_sweep_requests_actual_vs_plan",
+        f"{by_priority.get('reconcile', 0) / sweeps:.2f} per sweep run actual vs "
+        f"{plan.reconcile_windows_per_slice} planned ({by_priority.get('reconcile', 0)} requests "
+        f"over {runs['reconcile']} runs)",
+    )
     out("sim_requests_vs_plan", f"{key_stats['requests'] / plan.planned_per_day:.2f}x")
     out("sim_requests_vs_quota", f"{key_stats['requests'] / 10_000:.1%} of 10,000")
     out("sim_rate_limited", key_stats["rate_limited"])

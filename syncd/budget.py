@@ -317,6 +317,8 @@ class RateBudget:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(sleeper, outranked, return_exceptions=True)
+        if sleeper.done() and not sleeper.cancelled() and sleeper.exception() is not None:
+            raise sleeper.exception()  # e.g. ShutdownRequested from an interruptible sleep
         return self._turns.outranked.is_set()
 
     async def defer(self, retry_after: float) -> float:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -37,7 +37,13 @@ from syncd.service import (
     utc_now,
 )
 from syncd.store import Store
-from syncd.webhook import create_receiver_app, new_token, start_receiver, webhook_url
+from syncd.webhook import (
+    create_receiver_app,
+    new_token,
+    redact_path,
+    start_receiver,
+    webhook_url,
+)
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -86,6 +92,7 @@ class Daemon:
             async with open_runtime(
                 config,
                 daily_share=config.limits.daemon_share,
+                stop=signals.event,
                 should_stop=self._should_stop,
                 on_outcome=self.metrics.request,
             ) as runtime:
@@ -194,6 +201,7 @@ class Daemon:
             on_event=self._on_event,
             health=self._health,
             metrics=self.metrics,
+            metrics_handler=self._metrics,
         )
         runner, port = await start_receiver(app, webhooks.listen_host, webhooks.listen_port)
         log.info("webhook_receiver_listening", host=webhooks.listen_host, port=port)
@@ -207,6 +215,11 @@ class Daemon:
         if window is not None and self.scheduler is not None:
             self.scheduler.request_refresh(*window)
         return outcome
+
+    async def _metrics(self, request: Any) -> Any:
+        """``/metrics``: the budget gauge is read at scrape time (other processes spend too)."""
+        await self._refresh_budget_view()
+        return await self.metrics.handler(request)
 
     def _health(self) -> tuple[bool, dict]:
         assert self.scheduler is not None
@@ -234,9 +247,11 @@ class Daemon:
         workspaces = status["workspaces"]
         if self.config.sync.workspaces:
             workspaces = [w for w in workspaces if w["id"] in self.config.sync.workspaces]
-        running = 0
+        hot_from = (utc_now().date() - timedelta(days=config.sync.hot_window_days - 1)).isoformat()
+        running = 0  # running timers older than the hot window cost a scan each per poll
         for workspace in workspaces:
-            running += len(await self.rt.store.running_entry_dates(workspace["id"]))
+            dates = await self.rt.store.running_entry_dates(workspace["id"])
+            running += len({d for d in dates if d < hot_from})
         oldest = [w["oldest_date"] for w in workspaces if w.get("oldest_date")]
         history_days = (
             (utc_now().date() - date.fromisoformat(min(oldest))).days
@@ -250,7 +265,8 @@ class Daemon:
             per_day=per_day,
             daemon_share=config.limits.daemon_share,
             workspaces=max(1, len(workspaces)),
-            requests_per_poll=planning.hot_requests_per_poll(max(1, len(workspaces)), running),
+            # + 1: every poll lists the workspaces first
+            requests_per_poll=planning.hot_requests_per_poll(max(1, len(workspaces)), running) + 1,
             interval_seconds=config.sync.interval_seconds,
             history_days=history_days,
             reconcile_period_days=config.sync.reconcile_period_days,
@@ -360,7 +376,9 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
     data = store.status()
     now = utc_now()
     for workspace in data["workspaces"]:
-        last = workspace.get("last_scan_at")
+        # Freshness is how long ago the hot window was last verified (a push re-scan of one
+        # day does not make the whole recent past fresh).
+        last = workspace.get("last_hot_scan_at") or workspace.get("last_scan_at")
         workspace["freshness_lag_seconds"] = (
             round((now - _parse_ts(last)).total_seconds()) if last else None
         )
@@ -377,7 +395,10 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
         }
     data["budget"] = budget
     data["plan"] = json.loads(store.get_setting(PLAN_SETTING) or "null")
-    data["webhook_subscription"] = json.loads(store.get_setting(SUBSCRIPTION_SETTING) or "null")
+    subscription = json.loads(store.get_setting(SUBSCRIPTION_SETTING) or "null")
+    if subscription and subscription.get("url"):
+        subscription["url"] = redact_path(subscription["url"])  # the token is a credential
+    data["webhook_subscription"] = subscription
     data["daemon"] = json.loads(store.get_setting(HEARTBEAT_SETTING) or "null")
     return data
 

@@ -186,11 +186,16 @@ def make_plan(
         min_reconcile_interval,
         max_windows_per_slice,
         meet_target=windows > 0 and reconcile_alloc >= reconcile_need,
+        min_per_slice=max(1, workspaces),
     )
     reconcile_per_day = per_slice * SECONDS_PER_DAY / interval if per_slice else 0.0
     if reconcile_per_day > available:  # rounding down overshot a budget that is all taken
         interval, per_slice = _slices(
-            reconcile_alloc, min_reconcile_interval, max_windows_per_slice, meet_target=False
+            reconcile_alloc,
+            min_reconcile_interval,
+            max_windows_per_slice,
+            meet_target=False,
+            min_per_slice=max(1, workspaces),
         )
         reconcile_per_day = per_slice * SECONDS_PER_DAY / interval if per_slice else 0.0
     poll_alloc = available - reconcile_per_day
@@ -250,19 +255,28 @@ def make_plan(
 
 
 def _slices(
-    per_day: float, min_interval: float, max_per_slice: int, *, meet_target: bool
+    per_day: float,
+    min_interval: float,
+    max_per_slice: int,
+    *,
+    meet_target: bool,
+    min_per_slice: int = 1,
 ) -> tuple[float, int]:
     """Split ``per_day`` sweep requests into slices: ``(interval_seconds, windows_per_slice)``.
 
     One window per slice when that keeps slices ``min_interval`` apart; otherwise the fewest
-    windows per slice that do (capped at ``max_per_slice``). The interval is whole seconds:
-    rounded down when ``per_day`` is the period target (so the target is met), rounded up when
-    it is a budget limit (so the budget is never exceeded). Nothing to spend gives
+    windows per slice that do (capped at ``max_per_slice``), never fewer than
+    ``min_per_slice`` (a sweep run scans at least one window per workspace). The interval is
+    whole seconds: rounded down when ``per_day`` is the period target (so the target is met),
+    rounded up when it is a budget limit (so the budget is never exceeded). Nothing to spend gives
     ``(86400, 0)``: a daily slot that scans nothing.
     """
     if per_day <= 0:
         return float(SECONDS_PER_DAY), 0
-    per_slice = min(max_per_slice, max(1, math.ceil(min_interval * per_day / SECONDS_PER_DAY)))
+    per_slice = min(
+        max(max_per_slice, min_per_slice),
+        max(min_per_slice, math.ceil(min_interval * per_day / SECONDS_PER_DAY)),
+    )
     exact = per_slice * SECONDS_PER_DAY / per_day
     interval = max(1, math.floor(exact)) if meet_target else math.ceil(exact)
     return float(interval), per_slice

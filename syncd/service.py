@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,8 +79,13 @@ def budget_for(
     daily_share: float,
     runner: Any = None,
     shares: Mapping[Priority, PriorityShare] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RateBudget:
-    """The persisted rate budget of ``key`` in the mirror database ``db``."""
+    """The persisted rate budget of ``key`` in the mirror database ``db``.
+
+    With ``stop``, a wait for the budget ends with ``ShutdownRequested`` as soon as the
+    event is set, so a stop signal is not held up by a spent minute.
+    """
     limits = config.limits
     return RateBudget(
         db,
@@ -94,7 +99,21 @@ def budget_for(
         daily_share=daily_share,
         runner=runner,
         shares=shares,
+        sleep=asyncio.sleep if stop is None else _sleep_until_stopped(stop),
     )
+
+
+def _sleep_until_stopped(stop: asyncio.Event) -> Callable[[float], Awaitable[None]]:
+    """An ``asyncio.sleep`` that raises ``ShutdownRequested`` when ``stop`` is set."""
+
+    async def sleep(seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return  # slept the whole time
+        raise ShutdownRequested("stop requested while waiting for the rate budget")
+
+    return sleep
 
 
 @dataclass
@@ -130,6 +149,13 @@ class StopSignals:
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self._handle, signum)
                 self._installed.append(signum)
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_unsupported)
+            self._installed.append(signal.SIGHUP)
+
+    @staticmethod
+    def _reload_unsupported() -> None:
+        log.warning("sighup_ignored", reason="reloading the config is not supported; restart")
 
     def uninstall(self) -> None:
         loop = asyncio.get_running_loop()
@@ -153,6 +179,7 @@ async def open_runtime(
     *,
     daily_share: float = 1.0,
     shares: Mapping[Priority, PriorityShare] | None = None,
+    stop: asyncio.Event | None = None,
     force_delete: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_window: Callable[[ScanProgress], None] | None = None,
@@ -172,6 +199,7 @@ async def open_runtime(
             daily_share=daily_share,
             runner=store.call,
             shares=shares,
+            stop=stop,
         )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=10, limit_per_host=10, ttl_dns_cache=300),
@@ -294,6 +322,7 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
                 open_runtime(
                     config,
                     shares=ONCE_SHARES,
+                    stop=signals.event,
                     force_delete=force_delete,
                     should_stop=lambda: signals.requested,
                     on_window=progress.window,

@@ -554,7 +554,8 @@ class Store:
     def status(self) -> dict[str, Any]:
         """Per-workspace counts and progress, the last run, and webhook outcomes.
 
-        Returns ``{"workspaces": [...], "last_run": {...} | None, "webhook_events": {...}}``.
+        Returns ``{"workspaces": [...], "last_run": {...} | None, "webhook_events": {...},
+        "last_webhook_at": str | None}``.
         """
         counts: dict[str, list[int]] = {}
         rows = self.db.execute_sql(
@@ -592,7 +593,13 @@ class Store:
             .group_by(m.WebhookEventRow.outcome)
             .tuples()
         )
-        return {"workspaces": workspaces, "last_run": last, "webhook_events": hooks}
+        last_delivery = m.WebhookEventRow.select(fn.MAX(m.WebhookEventRow.received_at)).scalar()
+        return {
+            "workspaces": workspaces,
+            "last_run": last,
+            "webhook_events": hooks,
+            "last_webhook_at": last_delivery,
+        }
 
     @_store_call
     def mirror_snapshot(self, workspace_id: str) -> list[dict[str, Any]]:

@@ -54,14 +54,15 @@ def test_a_stretched_poll_is_as_short_as_the_budget_allows():
     assert spend_if_shorter > 8000 >= plan.planned_per_day
 
 
-def test_reconcile_meets_its_period_with_one_window_per_slice():
+def test_reconcile_meets_its_period_with_one_window_per_workspace_per_slice():
+    """A sweep run scans at least one window of every workspace, and the plan counts that."""
     plan = make_plan(
         workspaces=2, interval_seconds=600, history_days=700, window_days=7, reconcile_period_days=7
     )
     assert plan.reconcile_windows == 200
-    assert plan.reconcile_windows_per_slice == 1
-    # 200 windows a week = 28.6 a day, one every floor(86400 * 7 / 200) = 3024 s
-    assert plan.reconcile_interval_seconds == 3024
+    assert plan.reconcile_windows_per_slice == 2
+    # 200 windows a week = 28.6 a day, two every floor(2 * 86400 * 7 / 200) = 6048 s
+    assert plan.reconcile_interval_seconds == 6048
     assert plan.achieved_period_days <= 7
     assert plan.period_achievable
 

@@ -7,7 +7,8 @@ Everything goes over real loopback sockets and real SQLite files:
 - :class:`DaemonProc` writes a config file, runs ``python -m syncd -c FILE`` (the daemon),
   talks to its listener (``/hooks/<token>``, ``/healthz``, ``/metrics``) and reads the mirror
   through read-only SQLite connections;
-- :func:`mirror_matches_truth` compares the mirror's live entries with the emulator's.
+- :func:`mirror_differences` compares the mirror's live entries with the emulator's;
+- :class:`CaptureServer` records real webhook deliveries (headers and bodies) for replay.
 
 Every process is stopped by its own pid when the test ends.
 """

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from syncd.store import AsyncStore
 
@@ -31,3 +32,10 @@ def db_path(tmp_path: Path) -> Path:
 async def store(db_path: Path) -> AsyncIterator[AsyncStore]:
     async with await AsyncStore.open(db_path) as opened:
         yield opened
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[list[dict]]:
+    """Capture structlog events instead of printing one line per window."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured

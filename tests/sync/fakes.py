@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -100,6 +100,9 @@ class FakeUpstream:
         # Called with each find request before it is answered (e.g. a signal arriving
         # while the request is in flight).
         self.on_find: Callable[[FindCall], None] | None = None
+        # Awaited after the answer was read and before it reaches the caller: what happens
+        # upstream (and in the mirror) while the response is on the wire.
+        self.while_answering: Callable[[FindCall], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ fault injection
 
@@ -155,7 +158,10 @@ class FakeUpstream:
             ),
             key=lambda e: (e.date, e.id),
         )
-        self.finds.append(FindCall(workspace_id, date_from, date_to, priority, len(found)))
+        call = FindCall(workspace_id, date_from, date_to, priority, len(found))
+        self.finds.append(call)
+        if self.while_answering is not None:
+            await self.while_answering(call)
         return found
 
     async def list_webhooks(self) -> list[WebhookSubscription]:
@@ -179,6 +185,9 @@ class FakeUpstream:
         self.priorities[priority] += 1
 
     # ------------------------------------------------------------------ changing upstream
+
+    def add_workspace(self, workspace_id: str) -> None:
+        self.workspaces[workspace_id] = Workspace(workspace_id, f"Workspace {workspace_id}")
 
     def add(
         self,

@@ -1,4 +1,8 @@
-"""Read what the mirror holds, the way an SQL user would (a plain sqlite3 connection)."""
+"""Read what the mirror holds, the way an SQL user would (a plain sqlite3 connection).
+
+Every reader takes the database path (a connection per call) or an open connection in
+autocommit mode (``reader(path)``: each query sees the latest committed window).
+"""
 
 from __future__ import annotations
 
@@ -28,12 +32,25 @@ class Scan:
         return (self.date_from is None or self.date_from <= day) and day <= self.date_to
 
 
-def _query(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
+Database = Path | sqlite3.Connection
+
+
+def reader(path: Path) -> sqlite3.Connection:
+    """A long-lived read connection (autocommit, so no snapshot is held between queries)."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _query(db: Database, sql: str, params: tuple = ()) -> list[tuple]:
+    if isinstance(db, sqlite3.Connection):
+        return db.execute(sql, params).fetchall()
+    conn = sqlite3.connect(db)
+    try:
         return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
-def scans(path: Path, source: str | None = None) -> list[Scan]:
+def scans(path: Database, source: str | None = None) -> list[Scan]:
     sql = (
         "SELECT workspace_id, date_from, date_to, scanned_at, source, entries, tombstoned "
         "FROM window_scans"
@@ -42,7 +59,7 @@ def scans(path: Path, source: str | None = None) -> list[Scan]:
     return [Scan(*r) for r in rows if source is None or r[4] == source]
 
 
-def live(path: Path, workspace_id: str | None = None) -> dict[str, tuple]:
+def live(path: Database, workspace_id: str | None = None) -> dict[str, tuple]:
     """Live rows by id, as tuples of the synced columns."""
     columns = ", ".join(f'"{c}"' for c in SYNCED)
     rows = _query(
@@ -54,7 +71,7 @@ def live(path: Path, workspace_id: str | None = None) -> dict[str, tuple]:
     return {r[0]: tuple(r) for r in rows}
 
 
-def tombstones(path: Path) -> dict[str, tuple[str, str]]:
+def tombstones(path: Database) -> dict[str, tuple[str, str]]:
     """Tombstoned rows: id -> (stored date, deleted_at)."""
     rows = _query(
         path, "SELECT id, date, deleted_at FROM time_entries WHERE deleted_at IS NOT NULL"

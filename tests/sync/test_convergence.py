@@ -20,9 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from syncd.errors import ApiError, ServerError, ShutdownRequested, TransportError
 from syncd.records import EventKind, RunReport
@@ -33,11 +40,13 @@ from . import mirror_rows as mirror
 from .fakes import Clock, FakeUpstream
 
 T = TypeVar("T")
+# A failure is shrunk for up to 300 s (Hypothesis' own cap); let it finish and report.
+pytestmark = pytest.mark.timeout(600)
 WORKSPACES = ("ws-a", "ws-b")
 HISTORY_DAYS = 730
 
-offsets = st.integers(min_value=0, max_value=HISTORY_DAYS)
-recent = st.integers(min_value=0, max_value=20)
+recent = st.integers(min_value=0, max_value=6)  # in or just below the hot window
+offsets = st.one_of(recent, st.integers(min_value=0, max_value=HISTORY_DAYS))
 words = st.sampled_from(["", "invoice", "review", "café", "東京 standup"])
 hours = st.integers(min_value=0, max_value=60)
 
@@ -45,8 +54,8 @@ ENGINE_SETTINGS = SyncSettings(
     hot_window_days=3,
     interval_seconds=6 * 3600,
     reconcile_period_days=3,
-    window_target_entries=6,
-    window_max_entries=15,
+    window_target_entries=10,
+    window_max_entries=30,
     window_max_days=92,
     mass_delete_min=10**9,  # the guard has its own tests; here every scan must apply
 )
@@ -55,10 +64,15 @@ FULL_SWEEP = SyncSettings(
     hot_window_days=3,
     interval_seconds=86400,
     reconcile_period_days=1,
-    window_target_entries=6,
-    window_max_entries=15,
+    window_target_entries=10,
+    window_max_entries=30,
     mass_delete_min=10**9,
 )
+
+
+def event_note(text: str) -> None:
+    """Count what the examples exercised (``pytest --hypothesis-show-statistics``)."""
+    event(text)
 
 
 class EngineConvergence(RuleBasedStateMachine):
@@ -68,6 +82,7 @@ class EngineConvergence(RuleBasedStateMachine):
         self.path = self.dir / "m.sqlite"
         self.loop = asyncio.new_event_loop()
         self.store = self.run(AsyncStore.open(self.path))
+        self.db = mirror.reader(self.path)
         self.clock = Clock()
         self.upstream = FakeUpstream(self.clock, WORKSPACES)
         self.stop_after: int | None = None
@@ -77,6 +92,7 @@ class EngineConvergence(RuleBasedStateMachine):
             ENGINE_SETTINGS,
             clock=self.clock,
             should_stop=self.stopping,
+            on_window=self.window_committed,
         )
         self.delivered: set[str] = set()
         self.to_confirm: list[tuple[str, str]] = []
@@ -95,6 +111,11 @@ class EngineConvergence(RuleBasedStateMachine):
         self.ok = False
         yield
         self.ok = True
+
+    def window_committed(self, _progress: object) -> None:
+        """Check the invariants after every committed window, not only after runs: a
+        wrong tombstone that a later window of the same run revives is still caught."""
+        self.check_mirror()
 
     def stopping(self) -> bool:
         if self.stop_after is None:
@@ -121,6 +142,18 @@ class EngineConvergence(RuleBasedStateMachine):
         )
 
     # ------------------------------------------------------------------ upstream changes
+
+    @initialize(
+        seed=st.lists(st.tuples(st.sampled_from(WORKSPACES), offsets), min_size=3, max_size=25),
+        first_run=st.booleans(),
+    )
+    def history(self, seed: list[tuple[str, int]], first_run: bool) -> None:
+        """An account with some history, mirrored once already or not yet."""
+        with self.step():
+            for ws, offset in seed:
+                self.upstream.add(self.clock.days_ago(offset), workspace_id=ws)
+            if first_run:
+                self.sync("once")
 
     @rule(
         ws=st.sampled_from(WORKSPACES),
@@ -179,6 +212,7 @@ class EngineConvergence(RuleBasedStateMachine):
             for index in picks:
                 event = self.upstream.events[index]
                 outcome, window = self.run(self.engine.apply_event(event))
+                event_note(f"push {event.kind}: {outcome}")
                 seen = event.dedupe_key in self.delivered
                 assert (outcome == "duplicate") == seen, (outcome, event.dedupe_key)
                 self.delivered.add(event.dedupe_key)
@@ -225,8 +259,9 @@ class EngineConvergence(RuleBasedStateMachine):
                 self.stop_after = after - 1
             try:
                 self.sync(kind)
-            except (ApiError, ShutdownRequested):
-                pass
+                event_note("interrupted run: finished before the fault")
+            except (ApiError, ShutdownRequested) as exc:
+                event_note(f"interrupted run: {type(exc).__name__}")
             finally:
                 self.upstream.clear_faults()
                 self.stop_after = None
@@ -238,10 +273,10 @@ class EngineConvergence(RuleBasedStateMachine):
         """Tombstones come only from complete scans covering the row (or delete events) and
         never hit an entry live upstream inside the scan's window; rows never go back to an
         older version."""
-        tombs = mirror.tombstones(self.path)
+        tombs = mirror.tombstones(self.db)
         fresh = {i: t for i, t in tombs.items() if self.checked.get(i) != t[1]}
         if fresh:
-            scans = {s.scanned_at: s for s in mirror.scans(self.path)}
+            scans = {s.scanned_at: s for s in mirror.scans(self.db)}
             deletes = {
                 (e.object_id, e.updated_at)
                 for e in self.upstream.events
@@ -265,7 +300,8 @@ class EngineConvergence(RuleBasedStateMachine):
                     f"{entry_id} is live upstream on {upstream.date} inside {scan}"
                 )
                 self.checked[entry_id] = deleted_at
-        for entry_id, row in mirror.live(self.path).items():
+                event_note("tombstone by scan: " + ("deleted" if upstream is None else "moved"))
+        for entry_id, row in mirror.live(self.db).items():
             updated_at = row[-1]
             assert updated_at >= self.newest.get(entry_id, ""), entry_id
             self.newest[entry_id] = updated_at
@@ -273,11 +309,14 @@ class EngineConvergence(RuleBasedStateMachine):
     @invariant()
     def mirror_holds_only_upstream_versions(self) -> None:
         """Every live row is a version upstream really had (no invented content)."""
-        versions = {
-            (e.entry.id, e.entry.updated_at) for e in self.upstream.events if e.entry is not None
-        }
-        for entry_id, row in mirror.live(self.path).items():
-            assert (entry_id, row[-1]) in versions
+        with self.step():
+            versions = {
+                (e.entry.id, e.entry.updated_at)
+                for e in self.upstream.events
+                if e.entry is not None
+            }
+            for entry_id, row in mirror.live(self.db).items():
+                assert (entry_id, row[-1]) in versions
 
     # ------------------------------------------------------------------ the end
 
@@ -285,20 +324,27 @@ class EngineConvergence(RuleBasedStateMachine):
         """A full reconciliation; then the mirror's live set equals upstream exactly."""
         self.upstream.clear_faults()
         self.clock.advance(minutes=5)
-        final = SyncEngine(self.upstream, self.store, FULL_SWEEP, clock=self.clock)
+        final = SyncEngine(
+            self.upstream,
+            self.store,
+            FULL_SWEEP,
+            clock=self.clock,
+            on_window=self.window_committed,
+        )
         self.run(final.run_once(self.report("once")))
         self.check_mirror()
         for ws in WORKSPACES:
             expected = mirror.expected(
                 e for e in self.upstream.entries.values() if e.workspace_id == ws
             )
-            assert mirror.live(self.path, ws) == expected
+            assert mirror.live(self.db, ws) == expected
 
     def teardown(self) -> None:
         try:
             if self.ok:
                 self.converge()
         finally:
+            self.db.close()
             self.run(self.store.close())
             self.loop.close()
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -48,7 +48,7 @@ async def test_first_run_mirrors_every_entry_field_by_field(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """A first ``run_once`` leaves the mirror equal to upstream, in every workspace."""
-    upstream.workspaces["ws-2"] = upstream.workspaces[WS].__class__("ws-2", "Second")
+    upstream.add_workspace("ws-2")
     today = clock.today()
     upstream.add_many(days_back(today, 0, 1, 5, 40, 41, 200, 390), description="café ☕")
     upstream.add_many(days_back(today, 2, 70, 300), workspace_id="ws-2", manual=True)
@@ -68,7 +68,7 @@ async def test_second_run_without_changes_costs_a_list_a_hot_scan_and_the_reconc
 ) -> None:
     """With nothing changed upstream, a repeat ``--once`` spends exactly: one workspace list,
     one hot-window scan per workspace, and the reconciliation slice (one window here)."""
-    upstream.workspaces["ws-2"] = upstream.workspaces[WS].__class__("ws-2", "Second")
+    upstream.add_workspace("ws-2")
     today = clock.today()
     upstream.add_many(days_back(today, *range(0, 60, 3)))
     upstream.add_many(days_back(today, *range(1, 60, 7)), workspace_id="ws-2")
@@ -366,7 +366,7 @@ async def test_failure_mid_backfill_keeps_committed_windows_and_resumes_without_
     assert mirrored == mirror.expected(
         e for e in upstream.entries.values() if e.date >= state.backfill_before
     )
-    fetched = [f for f in finds(upstream, Priority.BACKFILL)]
+    fetched = finds(upstream, Priority.BACKFILL)
     upstream.reset_counts()
 
     await run_once(make_engine(upstream, store, clock, **settings), clock)
@@ -538,3 +538,87 @@ async def test_delete_push_tombstones_and_a_late_older_push_does_not_revive(
     assert outcomes == ["inserted", "tombstoned", "stale", "duplicate"]
     assert mirror.live(db_path) == {}
     assert mirror.row(db_path, entry.id)["deleted_at"] == deleted.updated_at
+
+
+# ---------------------------------------------------------------------------- gaps
+
+
+async def test_pushes_from_workspaces_not_mirrored_are_ignored(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """With ``workspaces`` restricted, a push about another workspace (the subscription is
+    per key, so they arrive) neither lands in the mirror, where nothing would ever verify
+    it again, nor queues a re-scan that spends budget on that workspace."""
+    upstream.add_workspace("ws-other")
+    upstream.add(clock.days_ago(1), workspace_id="ws-other")
+    (event,) = upstream.events
+    engine = make_engine(upstream, store, clock, workspaces=(WS,))
+
+    outcome, window = await engine.apply_event(event)
+
+    assert window is None
+    assert outcome != "inserted"
+    assert mirror.live(db_path) == {}
+
+
+async def test_entry_dated_more_than_a_year_ahead_is_mirrored(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """An entry whose date was typed with the wrong year (two years ahead) is an entry
+    upstream like any other: the mirror has it after a run, and keeps it on the next."""
+    upstream.add(clock.days_ago(1))
+    typo = upstream.add((clock.today() + timedelta(days=2 * 365)).isoformat())
+    engine = make_engine(upstream, store, clock, history_start=clock.days_ago(30))
+
+    await run_once(engine, clock)
+    clock.advance(minutes=15)
+    await run_once(engine, clock)
+
+    assert typo.id in mirror.live(db_path)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+@pytest.mark.parametrize("removed_by", ["another process's scan", "a delete push"])
+async def test_answer_older_than_a_tombstone_does_not_revive_the_entry(
+    removed_by: str, upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """An entry deleted while this poll's response was on the wire, and tombstoned meanwhile
+    (by a cron run's newer scan of the same window, or by a delete push), stays tombstoned:
+    the older answer still listing it must not bring it back (the mirror would show a
+    deleted entry as live until the window's next scan)."""
+    entry = upstream.add(clock.days_ago(0))
+    settings = {"history_start": clock.days_ago(30)}
+    await run_once(make_engine(upstream, store, clock, **settings), clock)
+    daemon = make_engine(upstream, store, clock, **settings)
+    cron = make_engine(upstream, store, clock, **settings)
+
+    async def deleted_meanwhile(call: FindCall) -> None:
+        upstream.while_answering = None
+        clock.advance(seconds=1)
+        upstream.delete(entry.id)
+        if removed_by == "a delete push":
+            assert (await daemon.apply_event(upstream.events[-1]))[0] == "tombstoned"
+        else:
+            await cron.poll(report(clock, "poll"))
+        assert mirror.live(db_path) == {}
+
+    upstream.while_answering = deleted_meanwhile
+    clock.advance(minutes=15)
+    await daemon.poll(report(clock, "poll"))
+
+    assert mirror.live(db_path) == {}
+
+
+async def test_moving_history_start_earlier_backfills_the_extra_history(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """Changing ``history_start`` to an earlier date after the backfill finished fetches the
+    history between the two dates on the next run."""
+    upstream.add_many(days_back(clock.today(), 5, 50, 150, 300))
+    await run_once(make_engine(upstream, store, clock, history_start=clock.days_ago(100)), clock)
+    assert len(mirror.live(db_path)) == 2
+
+    clock.advance(minutes=15)
+    await run_once(make_engine(upstream, store, clock, history_start=clock.days_ago(400)), clock)
+
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
