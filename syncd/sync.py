@@ -6,8 +6,8 @@ re-scanning date windows: a complete scan of ``[date_from, date_to]`` upserts wh
 longer returns. Every window is committed on its own (rows, tombstones, scan record and
 progress in one transaction), so a kill loses at most the window in flight.
 
-- **Hot window**: the last ``hot_window_days`` days (through a year ahead, for entries dated
-  in the future) plus the date of every running timer, re-scanned on every poll.
+- **Hot window**: the last ``hot_window_days`` days and everything dated after them, plus the
+  date of every running timer, re-scanned on every poll.
 - **Backfill**: walks history backwards from the hot window with windows that grow while
   responses are small and shrink when they are large, until ``history_start`` or until an
   open-ended probe for everything older comes back (its answer is complete, so it ends the
@@ -47,7 +47,7 @@ from syncd.seams import Client, MirrorStore
 
 log = structlog.get_logger("syncd.sync")
 
-FUTURE_DAYS = 366  # the hot window reaches this far ahead for entries dated in the future
+OPEN_END = "9999-12-31"  # the recorded upper bound of a scan with no upper bound
 INITIAL_WINDOW_DAYS = 7
 MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
 REFRESH_SPAN_DAYS = 7  # pushed dates of one workspace closer than this share a re-scan
@@ -198,7 +198,7 @@ class SyncEngine:
         await self._scan(
             workspace_id,
             _iso(hot_from),
-            _iso(today + timedelta(days=FUTURE_DAYS)),
+            None,  # no upper bound: entries dated in the future are part of the hot window
             Source.POLL,
             Priority.HOT,
             report,
@@ -224,6 +224,13 @@ class SyncEngine:
             await self.scan_hot(workspace_id, report)
             state = await self.store.workspace_state(workspace_id)
         history_start = self.settings.history_start
+        if (
+            state.backfill_complete
+            and history_start
+            and state.oldest_date
+            and history_start < state.oldest_date
+        ):  # history_start was moved earlier: walk on from where the last walk stopped
+            state = replace(state, backfill_complete=False, backfill_before=state.oldest_date)
         size = self._clamp_days(state.window_days or INITIAL_WINDOW_DAYS)
         empty_days = 0
         windows = 0
@@ -387,6 +394,9 @@ class SyncEngine:
         any. Raises ``StoreError``.
         """
         now = format_timestamp(self.clock())
+        wanted = self.settings.workspaces
+        if wanted and event.workspace_id not in wanted:
+            return "ignored", None  # a workspace this mirror does not hold
         if not await self.store.record_webhook_event(event, now):
             return "duplicate", None
         if event.kind in _ENTRY_EVENTS and event.entry is not None:
@@ -403,7 +413,7 @@ class SyncEngine:
         self,
         workspace_id: str,
         date_from: str | None,
-        date_to: str,
+        date_to: str | None,
         source: Source,
         priority: Priority,
         report: RunReport,
@@ -417,7 +427,7 @@ class SyncEngine:
         self,
         workspace_id: str,
         date_from: str | None,
-        date_to: str,
+        date_to: str | None,
         source: Source,
         priority: Priority,
         state: WorkspaceState | None,
@@ -435,7 +445,7 @@ class SyncEngine:
         return WindowScan(
             workspace_id=workspace_id,
             date_from=date_from,
-            date_to=date_to,
+            date_to=date_to or OPEN_END,
             entries=tuple(entries),
             source=source,
             scanned_at=format_timestamp(self.clock()),

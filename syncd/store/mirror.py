@@ -245,6 +245,9 @@ class Store:
                     outcome.inserted += 1
                     to_write.append(entry)
                 elif held.deleted_at is not None:
+                    if self._removed_after(scan, held.deleted_at, entry.date):
+                        outcome.unchanged += 1  # gone since this answer was read: stays gone
+                        continue
                     outcome.revived += 1
                     to_write.append(entry)
                 elif not at_least_as_new(entry.updated_at, held.updated_at) or held.same_as(entry):
@@ -364,6 +367,21 @@ class Store:
             scan.requested_at,
         )
         return [i for (i,) in self.db.cursor().execute(self._sql.live_ids_in_window, params)]
+
+    def _removed_after(self, scan: WindowScan, deleted_at: str, day: str) -> bool:
+        """Whether a tombstone made after ``scan``'s request was sent must stand.
+
+        It stands when a delete event made it (no scan recorded at that moment) or a newer
+        scan covering the entry's date did; a newer scan of another window (the entry's date
+        moved) does not count.
+        """
+        if scan.requested_at is None or deleted_at <= scan.requested_at:
+            return False
+        windows = self.db.execute_sql(
+            "SELECT date_from, date_to FROM window_scans WHERE workspace_id = ? AND scanned_at = ?",
+            (scan.workspace_id, deleted_at),
+        ).fetchall()
+        return not windows or any((f is None or f <= day) and day <= t for f, t in windows)
 
     def _guard_mass_delete(self, scan: WindowScan, gone: int) -> None:
         """Raise ``MassDeleteError`` when this scan's tombstones, added to those scans made in
