@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from .harness import (
     EXIT_FAILED,
     EXIT_OK,
@@ -158,4 +160,35 @@ def test_persistent_5xx_fails_cleanly_keeping_committed_windows(
     emulator.clear_faults()
     again = run_once(config)
     assert again.returncode == EXIT_OK, again.explain()
+    assert_mirror_equals_truth(emulator, db)
+
+
+def test_sigterm_during_backfill_exits_0_after_the_window_in_flight(
+    tmp_path, start_emulator, once_processes
+):
+    """SIGTERM stops a cron run cleanly: the window in flight is committed, the run is
+    recorded as finished, the exit code is 0, and the next run completes the mirror."""
+    emulator = start_emulator(
+        "--seed", "9", "--workspaces", "1", "--entries", "1000", "--days", "200",
+        "--no-rate-limit",
+    )  # fmt: skip
+    emulator.fault(kind="delay", seconds=0.2, path=FIND_PATH, count=10_000)
+    config = write_config(tmp_path, emulator, sync=NARROW)
+    db = database_of(config)
+    run = OnceProcess(config)
+    once_processes.append(run)
+
+    wait_for_scans(db, 3)
+    run.process.send_signal(signal.SIGTERM)
+    stopped = run.wait(timeout=30)
+
+    assert stopped.returncode == EXIT_OK, stopped.explain()
+    assert stopped.summary["ok"] is True
+    assert assert_committed_windows_hold_the_truth(emulator, db) >= 3
+    (finished,) = query(db, "SELECT finished_at, ok FROM sync_runs")
+    assert finished["finished_at"] is not None
+    assert finished["ok"] == 1
+
+    emulator.clear_faults()
+    assert run_once(config).returncode == EXIT_OK
     assert_mirror_equals_truth(emulator, db)
