@@ -130,13 +130,13 @@ class Runtime:
 
 class StopSignals:
     """SIGTERM/SIGINT handling: the first signal asks for a clean stop, the second aborts.
+    SIGHUP is logged and ignored (reloading the config is not supported).
 
     ``requested`` is polled between windows, so the window in flight is always committed.
     """
 
-    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+    def __init__(self) -> None:
         self.event = asyncio.Event()
-        self._on_stop = on_stop
         self._installed: list[int] = []
 
     @property
@@ -169,8 +169,6 @@ class StopSignals:
             os._exit(130)  # a second signal aborts at once; WAL keeps the mirror intact
         log.info("stop_requested", signal=signal.Signals(signum).name)
         self.event.set()
-        if self._on_stop is not None:
-            self._on_stop()
 
 
 @asynccontextmanager

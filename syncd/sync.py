@@ -484,10 +484,8 @@ class SyncEngine:
         low, high = self.settings.window_min_days, self.settings.window_max_days
         return max(low, min(high, int(days)))
 
-    def _next_size(self, days: int, *, count: int | None) -> int:
+    def _next_size(self, days: int, *, count: int) -> int:
         """The next window size: aim at ``window_target_entries`` per response."""
-        if count is None:
-            return self._clamp_days(days)
         target = self.settings.window_target_entries
         ratio = MAX_GROWTH if count == 0 else min(MAX_GROWTH, target / count)
         if count > self.settings.window_max_entries:
