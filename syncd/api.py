@@ -463,6 +463,8 @@ def parse_time_entry(obj: object, *, workspace_id: str | None = None) -> TimeEnt
         raise _malformed(f"time entry is not an object: {compact_json(obj)[:80]}")
     entry_id = _id(obj.get("id"), "id")
     try:
+        if _NESTED_KEYS.isdisjoint(obj):
+            return _flat_time_entry(obj, entry_id, workspace_id)
         return _time_entry(obj, entry_id, workspace_id)
     except MalformedResponse as exc:
         raise _malformed(f"time entry {entry_id}: {_what(exc)}") from None
@@ -470,6 +472,131 @@ def parse_time_entry(obj: object, *, workspace_id: str | None = None) -> TimeEnt
 
 def _what(exc: MalformedResponse) -> str:
     return str(exc).removeprefix("unexpected response: ")
+
+
+#: Keys of the nested (webhook, fallback) shape; an object with none of them is flat.
+_NESTED_KEYS = frozenset({"workspace", "teamMember", "project", "client", "task"})
+_is_canonical_timestamp = _CANONICAL_TIMESTAMP.fullmatch
+
+
+def _stamp(value: object, name: str) -> str | None:
+    """``_opt_timestamp`` with the canonical form checked first."""
+    if value is None:
+        return None
+    if value.__class__ is str and _is_canonical_timestamp(value):  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    return normalize_timestamp(value, name)
+
+
+def _either(obj: Mapping[str, Any], name: str, other: str) -> Any:
+    value = obj.get(name)
+    return obj.get(other) if value is None else value
+
+
+def _flat_ref(obj: Mapping[str, Any], id_key: str, name_key: str) -> tuple[str | None, str | None]:
+    """``(id, name)`` of a flat reference (§5.2), or ``(None, None)`` when it has no id."""
+    rid = obj.get(id_key)
+    if rid is None or rid == "":
+        return None, None
+    if rid.__class__ is not str:
+        rid = _id(rid, id_key)
+    name = obj.get(name_key)
+    if name is not None and name.__class__ is not str:
+        name = _opt_str(name, name_key)
+    return rid, name
+
+
+def _flat_tags(value: object) -> tuple[Ref, ...]:
+    if value is None or value == []:
+        return ()
+    if value.__class__ is not list:
+        return _tags(value)
+    tags = []
+    for item in value:  # type: ignore[attr-defined]
+        if item.__class__ is not dict:
+            return _tags(value)
+        tid, name, color = item.get("id"), item.get("name"), item.get("color")
+        if tid.__class__ is not str or not tid or not _plain_text(name) or not _plain_text(color):
+            return _tags(value)  # the general path names the problem
+        tags.append(Ref(tid, name, color))
+    return tuple(tags)
+
+
+def _plain_text(value: object) -> bool:
+    return value is None or value.__class__ is str
+
+
+def _flat_time_entry(obj: dict[str, Any], entry_id: str, workspace_id: str | None) -> TimeEntry:
+    """``_time_entry`` for the flat shapes (find, create), which carry almost every entry.
+
+    Gives exactly what ``_time_entry`` gives for an object with none of ``_NESTED_KEYS``,
+    checking the common types inline and falling back to the general helpers otherwise.
+    """
+    get = obj.get
+    ws_id, ws_name = _flat_ref(obj, "workspace_id", "workspace_name")
+    if ws_id is None:
+        ws_id = _id(get("workspaceId") or workspace_id, "workspace_id")
+    start = _stamp(_either(obj, "start_time", "startTime"), "start_time")
+    end = _stamp(_either(obj, "end_time", "endTime"), "end_time")
+    raw_date = get("date")
+    if raw_date is None:
+        if start is None:
+            raise _malformed("date is missing (and there is no start_time)")
+        day = start[:10]  # §8 row 10: date defaults to start_time's UTC day
+    elif raw_date.__class__ is str and _is_canonical_timestamp(raw_date):
+        day = raw_date[:10]
+    else:
+        day = normalize_date(raw_date)
+    # Checked in the order the general parser checks them, so both name the same field.
+    manual = _either(obj, "manually_entered", "manuallyEntered")
+    if manual is None:
+        manual = _MANUAL_ACTIONS.get(get("action"))  # type: ignore[arg-type]
+    member_id, member_name = _flat_ref(obj, "team_member_id", "team_member_name")
+    project_id, project_name = _flat_ref(obj, "project_id", "project_name")
+    client_id, client_name = _flat_ref(obj, "client_id", "client_name")
+    task_id, task_name = _flat_ref(obj, "task_id", "task_name")
+    duration = get("duration")
+    if duration.__class__ is not int:
+        duration = _seconds(duration, "duration")
+    description = get("description")
+    if description.__class__ is not str:
+        description = _opt_str(description, "description") or ""
+    billable = get("billable")
+    if billable.__class__ is not bool:
+        billable = _bool(billable, "billable")
+    if manual.__class__ is not bool:
+        manual = _bool(manual, "manually_entered")
+    created = _stamp(_either(obj, "created_at", "createdAt"), "created_at")
+    updated = _stamp(_either(obj, "updated_at", "updatedAt"), "updated_at")
+    tags = _flat_tags(get("tags"))
+    email = get("team_member_email") or None
+    if email is not None and email.__class__ is not str:
+        email = _opt_str(email, "team_member_email")
+    return TimeEntry(
+        id=entry_id,
+        workspace_id=ws_id,
+        date=day,
+        start_time=start,
+        end_time=end,
+        duration_seconds=duration,
+        description=description,
+        billable=billable,
+        manually_entered=manual,
+        team_member_id=member_id,
+        team_member_name=member_name,
+        project_id=project_id,
+        project_name=project_name,
+        client_id=client_id,
+        client_name=client_name,
+        task_id=task_id,
+        task_name=task_name,
+        created_at=created,
+        updated_at=updated,
+        tags=tags,
+        workspace_name=ws_name,
+        team_member_email=email,
+        raw=compact_json(obj),
+    )
 
 
 def _time_entry(obj: dict[str, Any], entry_id: str, workspace_id: str | None) -> TimeEntry:

@@ -52,9 +52,13 @@ class Ref:
     color: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimeEntry:
-    """One upstream time entry, whatever endpoint it came from."""
+    """One upstream time entry, whatever endpoint it came from.
+
+    Treated as immutable, but not ``frozen``: a frozen dataclass with this many fields costs
+    several times more to build, and the parser builds one per entry of every window.
+    """
 
     id: str
     workspace_id: str

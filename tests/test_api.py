@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd import api
 from syncd.errors import (
@@ -639,3 +641,72 @@ def test_emulator_samples_parse():
     for name, kind in samples.items():
         if hasattr(shapes, name):
             assert api.parse_webhook_event({}, _body(getattr(shapes, name))).kind is kind
+
+
+# --------------------------------------------------------------------------- flat fast path
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.just(""),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            "2024-01-15T09:00:00.000Z",
+            "2024-01-15T09:00:00Z",
+            "2024-01-15T11:00:00+02:00",
+            "2024-01-15",
+            "2024-13-45",
+            "true",
+            "false",
+            "naïve 東京",
+        ]
+    ),
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"id": st.sampled_from(["t1", "", 7, None])},
+                optional={
+                    "name": st.sampled_from(["urgent", 3, None]),
+                    "color": st.sampled_from(["red", None, 1.5]),
+                },
+            ),
+            st.just("not a tag"),
+        ),
+        max_size=3,
+    ),
+    st.dictionaries(st.just("id"), st.just("x")),
+    st.lists(st.just(1), max_size=1),
+)
+_FLAT_KEYS = [
+    "workspace_id", "workspace_name", "workspaceId", "date", "start_time", "startTime",
+    "end_time", "endTime", "duration", "description", "billable", "manually_entered",
+    "manuallyEntered", "action", "team_member_id", "team_member_name", "team_member_email",
+    "project_id", "project_name", "client_id", "client_name", "task_id", "task_name",
+    "created_at", "createdAt", "updated_at", "updatedAt", "tags",
+]  # fmt: skip
+
+
+def _outcome(parse, obj):
+    try:
+        return parse(obj)
+    except MalformedResponse as exc:
+        return str(exc)
+    except TypeError as exc:  # an unhashable action, in both paths alike
+        return f"TypeError: {exc}"
+
+
+@given(
+    base=st.sampled_from([FIND_ENTRY, CREATE_ENTRY]),
+    changes=st.dictionaries(st.sampled_from(_FLAT_KEYS), _FIELD_VALUES, max_size=6),
+    workspace_id=st.sampled_from([None, "ws-default"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_flat_fast_path_gives_what_the_general_parser_gives(base, changes, workspace_id):
+    """Entries of the flat shapes take a fast path; any value in any field parses (or fails,
+    naming the same field) exactly as the general parser would."""
+    obj = {**base, **changes}
+    fast = _outcome(lambda o: api._flat_time_entry(o, o["id"], workspace_id), obj)
+    general = _outcome(lambda o: api._time_entry(o, o["id"], workspace_id), obj)
+    assert fast == general
