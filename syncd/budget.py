@@ -234,6 +234,8 @@ class RateBudget:
         self._sleep = sleep
         self._pid = os.getpid() if pid is None else pid
         self._turns = _Turns()
+        # The newest server view not yet written: (remaining, reset, seen_at).
+        self._observed: tuple[int, float | None, float] | None = None
         self.granted = 0
         self.waited_seconds = 0.0
         self.deferrals = 0
@@ -271,9 +273,26 @@ class RateBudget:
     async def _try(self, priority: Priority) -> sql.Decision:
         caps = self._caps[priority]
         now = self._clock()
-        return await self._run(
-            sql.try_acquire, self._db, self.key_id, now, caps, int(priority), self._pid
-        )
+        observed, self._observed = self._observed, None
+        try:
+            return await self._run(
+                sql.try_acquire,
+                self._db,
+                self.key_id,
+                now,
+                caps,
+                int(priority),
+                self._pid,
+                observed,
+            )
+        except BaseException:
+            self._keep_observed(observed)
+            raise
+
+    def _keep_observed(self, observed: tuple[int, float | None, float] | None) -> None:
+        """Hold ``observed`` for the next write unless a newer observation is held."""
+        if observed is not None and (self._observed is None or self._observed[2] <= observed[2]):
+            self._observed = observed
 
     async def _granted(self) -> None:
         self.granted += 1
@@ -342,20 +361,35 @@ class RateBudget:
         """Let a response's ``X-RateLimit-Remaining``/``Reset`` correct the shared view.
 
         ``sent_at`` is when the request was granted (default now): grants made after it
-        count against the server's ``remaining``. Raises ``StoreError``.
+        count against the server's ``remaining``. The newest observation is held in memory
+        and written in the transaction of the next grant (or by :meth:`flush`), so a
+        response never waits for the database while it commits a window. Raises nothing.
         """
         if info.remaining is None:
             return
         seen_at = self._clock() if sent_at is None else sent_at
-        await self._run(
-            sql.observe, self._db, self.key_id, info.remaining, info.reset_epoch, seen_at
-        )
+        self._keep_observed((info.remaining, info.reset_epoch, seen_at))
+
+    async def flush(self) -> None:
+        """Write the held server observation now (``snapshot`` and shutdown call this).
+
+        Raises ``StoreError``.
+        """
+        observed, self._observed = self._observed, None
+        if observed is None:
+            return
+        try:
+            await self._run(sql.observe, self._db, self.key_id, *observed)
+        except BaseException:
+            self._keep_observed(observed)
+            raise
 
     async def snapshot(self) -> BudgetSnapshot:
         """Usage in the current second, minute and UTC day, and the shared state.
 
         Raises ``StoreError``.
         """
+        await self.flush()
         now = self._clock()
         usage = await self._run(sql.usage, self._db, self.key_id, now)
         per_second, per_minute, per_day = self.limits.effective()

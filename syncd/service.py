@@ -26,7 +26,7 @@ from syncd import __version__
 from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
-from syncd.errors import ShutdownRequested
+from syncd.errors import ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
 from syncd.store import AsyncStore, Store
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
@@ -232,6 +232,8 @@ async def open_runtime(
             yield Runtime(config, store, session, budget, client, engine)
         finally:
             await session.close()
+            with suppress(StoreError):  # the next grant's view is corrected anyway
+                await budget.flush()
     finally:
         await store.close()
 

@@ -280,6 +280,41 @@ async def test_expired_server_view_is_ignored(db):
     assert clock.now == T0
 
 
+async def test_observation_waits_for_no_database_and_rides_with_the_next_grant(db_path):
+    """A response's headers are taken in without touching the database (which may be busy
+    committing a window); the next grant writes them, so another process sees them too."""
+    clock = FakeTime()
+    calls: list[str] = []
+
+    async def recording(fn, *args):
+        calls.append(fn.__name__)
+        return fn(*args)
+
+    db = open_db(db_path)
+    budget = RateBudget(
+        db, KEY_ID, limits=BudgetLimits(safety_margin=0), runner=recording, clock=clock,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    await budget.observe(RateLimitInfo(remaining=0, reset_epoch=T0 + 20), sent_at=T0)
+    assert calls == []
+    await budget.acquire(Priority.HOT)
+    assert calls[0] == "try_acquire"
+    assert "observe" not in calls
+    assert clock.now == pytest.approx(T0 + 20)  # the held view was honoured
+    other = make_budget(open_db(db_path), FakeTime(T0))
+    assert (await other.snapshot()).server_remaining == 0
+
+
+async def test_flush_writes_a_held_observation(db_path):
+    clock = FakeTime()
+    budget = make_budget(open_db(db_path), clock)
+    await budget.observe(RateLimitInfo(remaining=7, reset_epoch=T0 + 20), sent_at=T0)
+    other = make_budget(open_db(db_path), FakeTime(T0))
+    assert (await other.snapshot()).server_remaining is None
+    await budget.flush()
+    assert (await other.snapshot()).server_remaining == 7
+
+
 # --------------------------------------------------------------------------- priorities
 
 

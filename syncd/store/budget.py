@@ -177,15 +177,26 @@ def _check(db: Any, key_id: str, now: float, caps: Caps) -> Decision | None:
 
 
 @_store_errors
-def try_acquire(db: Any, key_id: str, now: float, caps: Caps, priority: int, pid: int) -> Decision:
+def try_acquire(
+    db: Any,
+    key_id: str,
+    now: float,
+    caps: Caps,
+    priority: int,
+    pid: int,
+    observed: tuple[int, float | None, float] | None = None,
+) -> Decision:
     """Grant one request to ``key_id`` at ``now`` if every window allows it.
 
-    One ``BEGIN IMMEDIATE`` transaction: check ``not_before``, the day (and this process's
-    daily share), second and minute windows and the server's view, then insert the grant row.
+    One ``BEGIN IMMEDIATE`` transaction: record ``observed`` (the arguments of
+    :func:`observe`) if given, check ``not_before``, the day (and this process's daily
+    share), second and minute windows and the server's view, then insert the grant row.
     Raises ``StoreError`` when the database cannot be used (for example when it stays
     locked past its busy timeout); so do the other functions here.
     """
     with db.atomic("IMMEDIATE"):
+        if observed is not None:
+            _observe(db, key_id, *observed)
         refusal = _check(db, key_id, now, caps)
         if refusal is not None:
             return Decision(
@@ -229,12 +240,16 @@ def observe(db: Any, key_id: str, remaining: int, reset: float | None, seen_at: 
     ``remaining``, until ``reset``. An older observation never replaces a newer one.
     """
     with db.atomic("IMMEDIATE"):
-        _ensure_state(db, key_id)
-        db.execute_sql(
-            "UPDATE budget_state SET server_remaining = ?, server_reset = ?, server_seen_at = ?"
-            " WHERE key_id = ? AND (server_seen_at IS NULL OR server_seen_at <= ?)",
-            (remaining, reset, seen_at, key_id, seen_at),
-        )
+        _observe(db, key_id, remaining, reset, seen_at)
+
+
+def _observe(db: Any, key_id: str, remaining: int, reset: float | None, seen_at: float) -> None:
+    _ensure_state(db, key_id)
+    db.execute_sql(
+        "UPDATE budget_state SET server_remaining = ?, server_reset = ?, server_seen_at = ?"
+        " WHERE key_id = ? AND (server_seen_at IS NULL OR server_seen_at <= ?)",
+        (remaining, reset, seen_at, key_id, seen_at),
+    )
 
 
 @_store_errors
