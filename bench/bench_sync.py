@@ -169,6 +169,58 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
+def replay_throughput(mirror: Path, target: Path) -> None:
+    """Parse and upsert the backfilled upstream entries again, timing each stage alone.
+
+    The entries are the emulator's own (UUID ids, the raw JSON of each entry, tags), read
+    back from the mirror's ``raw`` column, and go into a fresh mirror in windows of the size
+    the backfill used, through the store's ``apply_window``: the local write throughput on
+    realistic data, without the network or the rate limits.
+    """
+    from syncd import api
+    from syncd.records import Source, WindowScan
+    from syncd.store import Store
+
+    conn = sqlite3.connect(f"file:{mirror}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT workspace_id, raw FROM time_entries ORDER BY workspace_id, date DESC"
+        ).fetchall()
+        per_window = conn.execute(
+            "SELECT CAST(avg(entries) AS INTEGER) FROM window_scans WHERE source = 'backfill'"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    bodies: list[tuple[str, bytes]] = []
+    for workspace_id, group in itertools.groupby(rows, key=lambda r: r[0]):
+        items = [raw for _, raw in group]
+        for i in range(0, len(items), per_window):
+            bodies.append(
+                (workspace_id, ("[" + ",".join(items[i : i + per_window]) + "]").encode())
+            )
+    started = time.perf_counter()
+    windows = [api.parse_time_entries(200, {}, body) for _, body in bodies]
+    parse_seconds = time.perf_counter() - started
+    count = sum(len(w) for w in windows)
+    spent = 0.0
+    with Store(target) as store:
+        for (workspace_id, _), entries in zip(bodies, windows, strict=True):
+            scan = WindowScan(
+                workspace_id=workspace_id,
+                date_from=min(e.date for e in entries),
+                date_to=max(e.date for e in entries),
+                entries=tuple(entries),
+                source=Source.BACKFILL,
+                scanned_at="2026-01-01T00:00:00.000Z",
+            )
+            t = time.perf_counter()
+            store.apply_window(scan)
+            spent += time.perf_counter() - t
+    print(f"replay_entries: {count} in {len(windows)} windows of ~{per_window}")
+    print(f"replay_parse_entries_per_s: {count / parse_seconds:,.0f}")
+    print(f"replay_upsert_entries_per_s: {count / spent:,.0f} (target >= 20,000)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspaces", type=int, default=3)
@@ -243,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             "budget waits)"
         )
         print(f"backfill_peak_rss_mb: {rss / 2**20:.0f}")
+
+        replay_throughput(db, work / "replay.sqlite")
 
         workspaces = summary["workspaces"]
         # The backfill's requests still fill the shared minute window; a cron run would come
