@@ -315,7 +315,10 @@ class SyncEngine:
         bottom = _day(state.oldest_date) if state.oldest_date else None
         if bottom is None and self.settings.history_start:
             bottom = _day(self.settings.history_start)
-        if bottom is None or bottom > top:
+        if bottom is None:
+            return
+        if bottom > top:  # all known history is hot: only the probe below it is left
+            await self._probe_below_hot(workspace_id, state, top, report)
             return
         history_days = (top - bottom).days + 1
         period = self.settings.reconcile_period_days * 86400
@@ -346,6 +349,26 @@ class SyncEngine:
             cursor = following
             if following < bottom and not self.settings.history_start:
                 await self._probe_before(workspace_id, bottom, report)
+
+    async def _probe_below_hot(
+        self, workspace_id: str, state: WorkspaceState, top: date, report: RunReport
+    ) -> None:
+        """Probe once per reconcile period below the hot window when every known entry is
+        hot (a young workspace, or one whose older entries were all deleted): an entry added
+        later with an older date is found there and nowhere else."""
+        if self.settings.history_start is not None:
+            return  # history_start is inside the hot window: nothing older is mirrored
+        now = self.clock()
+        last = state.last_reconcile_at
+        if last is not None:
+            elapsed = (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
+            if (
+                elapsed + self.settings.interval_seconds
+                < self.settings.reconcile_period_days * 86400
+            ):
+                return  # probed within this period
+        await self.store.save_state(replace(state, last_reconcile_at=format_timestamp(now)))
+        await self._probe_before(workspace_id, top + timedelta(days=1), report)
 
     async def _probe_before(self, workspace_id: str, bottom: date, report: RunReport) -> None:
         """Once per sweep, one open-ended scan for entries dated before the known history

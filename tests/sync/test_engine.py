@@ -201,6 +201,31 @@ async def test_entry_backdated_after_the_backfill_is_found_by_the_sweep(
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
+async def test_backdated_entry_is_found_when_every_known_entry_is_hot(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A workspace whose whole known history lies in the hot window (a young one, or one
+    whose older entries were all deleted) still gets the once-per-period probe below the hot
+    window, so an entry added there later reaches the mirror, at one request per period."""
+    today = clock.today()
+    upstream.add_many(days_back(today, 0, 0, 1))
+    engine = make_engine(
+        upstream, store, clock, hot_window_days=3, interval_seconds=86400,
+        reconcile_period_days=7,
+    )  # fmt: skip
+    await run_once(engine, clock)
+    assert len(finds(upstream, Priority.RECONCILE)) == 1  # the probe below the hot window
+    clock.advance(hours=1)
+    await run_once(engine, clock)
+    assert len(finds(upstream, Priority.RECONCILE)) == 1  # not again within the period
+
+    upstream.add(clock.days_ago(5))
+    for _ in range(7):
+        clock.advance(days=1)
+        await run_once(engine, clock)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
 # ---------------------------------------------------------------------------- reconciliation
 
 
