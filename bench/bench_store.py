@@ -165,6 +165,10 @@ def scale(n: int, workdir: Path) -> None:
             "hours_per_project_year_ms": lambda: ro.report_hours(
                 "project", "2025-01-01", "2025-12-31"
             ),
+            "hours_per_month_year_ms": lambda: ro.report_hours("month", "2025-01-01", "2025-12-31"),
+            "hours_per_member_year_ms": lambda: ro.report_hours(
+                "member", "2025-01-01", "2025-12-31"
+            ),
             "fts_invoice_quarter_ms": lambda: ro.search(
                 "invoice", since="2025-01-01", until="2025-03-31", limit=100
             ),

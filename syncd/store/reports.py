@@ -3,6 +3,10 @@
 Every statement here is a constant or assembled from constants only; user input is always
 bound as a parameter. Date bounds default to an open range written as text bounds (not
 ``? IS NULL OR``) so SQLite can still use the date index.
+
+Hours by project, client, day, week or month are summed from ``daily_project_totals`` (a few
+rows per day, see ``migrations.py``), adding running timers up to now exactly as the views do;
+hours by member are summed from ``live_time_entries``.
 """
 
 from __future__ import annotations
@@ -12,26 +16,70 @@ from syncd.errors import UsageError
 LOW_DATE = "0000-01-01"
 HIGH_DATE = "9999-12-31"
 
-# by -> (group key expression, extra selected columns, ORDER BY)
-_REPORTS: dict[str, tuple[str, str, str]] = {
+_RUNNING = "e.duration_seconds IS NULL AND e.end_time IS NULL AND e.start_time IS NOT NULL"
+_SO_FAR = (
+    "MAX(0, CAST(strftime('%s', 'now') AS INTEGER) - CAST(strftime('%s', e.start_time) AS INTEGER))"
+)
+
+
+def _live_seconds(counted: str, so_far: str) -> str:
+    """``counted`` of totals row ``t`` plus ``so_far`` summed over its running timers."""
+    return (
+        f"t.{counted} + CASE WHEN t.running = 0 THEN 0 ELSE ("  # noqa: S608 (constants only)
+        f"SELECT IFNULL(SUM({so_far}), 0) "
+        "FROM time_entries AS e INDEXED BY time_entries_running "
+        "WHERE e.workspace_id = t.workspace_id AND e.date = t.date "
+        "AND IFNULL(e.project_id, '') = t.project_id AND IFNULL(e.client_id, '') = t.client_id "
+        f"AND e.end_time IS NULL AND e.deleted_at IS NULL AND {_RUNNING}) END"
+    )
+
+
+_SECONDS = _live_seconds("seconds", _SO_FAR)
+_BILLABLE_SECONDS = _live_seconds(
+    "billable_seconds", f"CASE WHEN e.billable THEN {_SO_FAR} ELSE 0 END"
+)
+_TOTALS = (
+    f"SUM(t.entries) AS entries, ROUND(SUM({_SECONDS}) / 3600.0, 2) AS hours, "
+    f"ROUND(SUM({_BILLABLE_SECONDS}) / 3600.0, 2) AS billable_hours "
+    "FROM daily_project_totals AS t "
+    "WHERE t.date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR t.workspace_id = ?4) "
+)
+
+# by -> the whole statement; parameters: since, until, workspace_id twice.
+_REPORTS: dict[str, str] = {
+    # Names are the current ones (projects, clients), looked up once per group.
     "project": (
-        "project_id",
-        "project_id, MAX(project_name) AS project, MAX(client_name) AS client",
-        "hours DESC, project",
+        "SELECT r.project_id, p.name AS project, c.name AS client, "  # noqa: S608
+        "r.entries, r.hours, r.billable_hours FROM ("
+        "SELECT NULLIF(t.project_id, '') AS project_id, NULLIF(MAX(t.client_id), '') AS client_id, "
+        f"{_TOTALS}GROUP BY t.project_id) AS r "
+        "LEFT JOIN projects AS p ON p.id = r.project_id "
+        "LEFT JOIN clients AS c ON c.id = r.client_id "
+        "ORDER BY r.hours DESC, project"
     ),
-    "client": ("client_id", "client_id, MAX(client_name) AS client", "hours DESC, client"),
+    "client": (
+        "SELECT r.client_id, c.name AS client, r.entries, r.hours, r.billable_hours FROM ("  # noqa: S608
+        f"SELECT NULLIF(t.client_id, '') AS client_id, {_TOTALS}GROUP BY t.client_id) AS r "
+        "LEFT JOIN clients AS c ON c.id = r.client_id "
+        "ORDER BY r.hours DESC, client"
+    ),
     "member": (
-        "team_member_id",
-        "team_member_id, MAX(team_member_name) AS member",
-        "hours DESC, member",
+        "SELECT team_member_id, MAX(team_member_name) AS member, COUNT(*) AS entries, "
+        "ROUND(SUM(hours), 2) AS hours, "
+        "ROUND(SUM(CASE WHEN billable THEN hours ELSE 0 END), 2) AS billable_hours "
+        "FROM live_time_entries "
+        "WHERE date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR workspace_id = ?4) "
+        "GROUP BY team_member_id ORDER BY hours DESC, member"
     ),
-    "day": ("date", "date AS day", "day"),
+    "day": f"SELECT t.date AS day, {_TOTALS}GROUP BY t.date ORDER BY day",
     "week": (
-        "date(date, '-6 days', 'weekday 1')",
-        "date(date, '-6 days', 'weekday 1') AS week_start",
-        "week_start",
+        f"SELECT date(t.date, '-6 days', 'weekday 1') AS week_start, {_TOTALS}"
+        "GROUP BY date(t.date, '-6 days', 'weekday 1') ORDER BY week_start"
     ),
-    "month": ("substr(date, 1, 7)", "substr(date, 1, 7) AS month", "month"),
+    "month": (
+        f"SELECT substr(t.date, 1, 7) AS month, {_TOTALS}"
+        "GROUP BY substr(t.date, 1, 7) ORDER BY month"
+    ),
 }
 
 REPORT_KINDS: tuple[str, ...] = tuple(_REPORTS)
@@ -43,18 +91,11 @@ def hours_report_sql(by: str) -> str:
     Raises ``UsageError`` for an unknown ``by``.
     """
     try:
-        key, columns, order = _REPORTS[by]
+        return _REPORTS[by]
     except KeyError:
         raise UsageError(
             f"unknown report grouping {by!r}; choose one of: {', '.join(REPORT_KINDS)}"
         ) from None
-    return (
-        f"SELECT {columns}, COUNT(*) AS entries, ROUND(SUM(hours), 2) AS hours, "  # noqa: S608
-        "ROUND(SUM(CASE WHEN billable THEN hours ELSE 0 END), 2) AS billable_hours "
-        "FROM live_time_entries "
-        "WHERE date BETWEEN ? AND ? AND (? IS NULL OR workspace_id = ?) "
-        f"GROUP BY {key} ORDER BY {order}"
-    )
 
 
 def hours_report_params(

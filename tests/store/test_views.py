@@ -202,32 +202,46 @@ PLAN_QUERIES = [
     "AND '2024-03-25'",
     "SELECT * FROM billable_hours_per_month WHERE month = '2024-03'",
     "SELECT * FROM billable_hours_per_month WHERE month BETWEEN '2024-01' AND '2024-12'",
+    "SELECT * FROM hours_per_week_per_project WHERE workspace_id = 'ws-1' "
+    "AND week_start >= '2024-03-04'",
+    "SELECT * FROM billable_hours_per_month WHERE workspace_id = 'ws-1' AND month >= '2024-03'",
     "SELECT * FROM running_timers",
     "SELECT project_id, SUM(hours) FROM live_time_entries "
     "WHERE date BETWEEN '2024-01-01' AND '2024-12-31' GROUP BY project_id",
 ]
 
 
+# A full scan of the entries or of the daily totals (the views and reports read those).
+FULL_SCAN = re.compile(r"SCAN (e|t|time_entries|daily_project_totals)")
+
+
 @pytest.mark.parametrize("sql", PLAN_QUERIES)
 def test_no_full_scan_of_time_entries(reports: ReadOnlyMirror, sql: str) -> None:
     plan = [r[3] for r in rows(reports, "EXPLAIN QUERY PLAN " + sql)]
-    full_scans = [p for p in plan if re.fullmatch(r"SCAN (e|time_entries)", p)]
+    full_scans = [p for p in plan if FULL_SCAN.fullmatch(p)]
     assert not full_scans, plan
     assert any("USING" in p for p in plan), plan
 
 
 def test_search_and_reports_use_indexes(reports: ReadOnlyMirror) -> None:
-    from syncd.store.reports import SEARCH_SQL, hours_report_sql
+    from syncd.store.reports import (
+        REPORT_KINDS,
+        SEARCH_SQL,
+        hours_report_params,
+        hours_report_sql,
+    )
 
-    for by in ("project", "week", "month"):
-        plan = [
-            r[3]
-            for r in reports.query(
-                "EXPLAIN QUERY PLAN " + hours_report_sql(by),
-                ("2024-01-01", "2024-12-31", None, None),
-            )[1]
-        ]
-        assert not [p for p in plan if re.fullmatch(r"SCAN (e|time_entries)", p)], plan
+    for by in REPORT_KINDS:
+        for workspace in (None, "ws-1"):
+            plan = [
+                r[3]
+                for r in reports.query(
+                    "EXPLAIN QUERY PLAN " + hours_report_sql(by),
+                    hours_report_params("2024-01-01", "2024-12-31", workspace),
+                )[1]
+            ]
+            assert not [p for p in plan if FULL_SCAN.fullmatch(p)], (by, plan)
+            assert any("USING" in p for p in plan), (by, plan)
     plan = reports.query(
         "EXPLAIN QUERY PLAN " + SEARCH_SQL, ("x", "2024-01-01", "2024-12-31", None, None, 5)
     )[1]
