@@ -476,6 +476,34 @@ class Migration:
             self.function(db)
 
 
+# Entry-tag links keyed by the entry's rowid instead of its text id. A backfill inserts entries
+# with ever larger rowids, so new links are appended to the end of both B-trees; keyed by the
+# random upstream ids, every window rewrote pages all over them. ``time_entry_tags`` stays, as
+# a view with the same columns, for every query written against it.
+TAG_LINKS_BY_ROWID = (
+    """
+    CREATE TABLE time_entry_tag_links (
+        entry_rowid INTEGER NOT NULL,
+        tag_id TEXT NOT NULL REFERENCES tags (id),
+        PRIMARY KEY (entry_rowid, tag_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX time_entry_tag_links_tag ON time_entry_tag_links (tag_id)",
+    """
+    INSERT INTO time_entry_tag_links (entry_rowid, tag_id)
+    SELECT e.rowid, t.tag_id
+    FROM time_entry_tags AS t JOIN time_entries AS e ON e.id = t.time_entry_id""",
+    "DROP TABLE time_entry_tags",
+    """
+    CREATE VIEW time_entry_tags AS
+    SELECT e.id AS time_entry_id, l.tag_id
+    FROM time_entry_tag_links AS l JOIN time_entries AS e ON e.rowid = l.entry_rowid""",
+    """
+    CREATE TRIGGER time_entries_unlink AFTER DELETE ON time_entries
+    BEGIN
+        DELETE FROM time_entry_tag_links WHERE entry_rowid = old.rowid;
+    END""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -483,6 +511,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_report_views", REPORT_VIEWS),
     Migration("0005_description_search", SEARCH),
     Migration("0006_daily_totals", DAILY_TOTALS),
+    Migration("0007_tag_links_by_entry_rowid", TAG_LINKS_BY_ROWID),
 )
 
 

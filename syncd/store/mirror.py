@@ -349,13 +349,14 @@ class Store:
         cursor = self.db.cursor()
         arg = json.dumps(list(ids))
         stored = {
-            row[0]: _Stored(row[:-1], row[-1])
+            row[0]: _Stored(row[:-2], row[-2], row[-1])
             for row in cursor.execute(self._sql.select_stored, (arg,))
         }
         if stored:
-            held = json.dumps(list(stored))
-            for entry_id, tag_id in cursor.execute(self._sql.select_links, (held,)):
-                stored[entry_id].tags.append(tag_id)
+            by_rowid = {held.rowid: held for held in stored.values()}
+            arg = json.dumps(list(by_rowid))
+            for rowid, tag_id in cursor.execute(self._sql.select_links, (arg,)):
+                by_rowid[rowid].tags.append(tag_id)
         return stored
 
     def _live_ids_in(self, scan: WindowScan) -> list[str]:
@@ -438,23 +439,36 @@ class Store:
             return
         cursor = self.db.cursor()
         self._upsert_refs_of(entries)
-        relinked = [(e.id,) for e in entries if e.id in stored and stored[e.id].tags]
-        if relinked:
-            cursor.executemany(self._sql.delete_links, relinked)
-        unindex, reindex = [], []
+        # A new entry gets the next free rowid here, so its links need no lookup (and a
+        # backfill appends to the link B-trees instead of rewriting pages all over them).
+        next_rowid = cursor.execute("SELECT IFNULL(MAX(rowid), 0) FROM time_entries").fetchone()[0]
+        rows, rowids, relinked, unindex, reindex = [], [], [], [], []
         for e in entries:
             held = stored.get(e.id)
-            if held is None or held.deleted_at is not None:
-                reindex.append(e.id)
-            elif held.description != (e.description or ""):
-                unindex.append(e.id)
-                reindex.append(e.id)
+            if held is None:
+                next_rowid += 1
+                rowid = next_rowid
+                rows.append((rowid, *row_of(e, source, synced_at)))
+                reindex.append(rowid)
+            else:
+                rowid = held.rowid
+                rows.append((None, *row_of(e, source, synced_at)))
+                if held.tags:
+                    relinked.append((rowid,))
+                if held.deleted_at is not None:
+                    reindex.append(rowid)
+                elif held.description != (e.description or ""):
+                    unindex.append(e.id)
+                    reindex.append(rowid)
+            rowids.append(rowid)
+        if relinked:
+            cursor.executemany(self._sql.delete_links, relinked)
         if unindex:
             cursor.execute(self._sql.unindex_ids, (json.dumps(unindex),))
-        cursor.executemany(self._sql.upsert_entry, [row_of(e, source, synced_at) for e in entries])
+        cursor.executemany(self._sql.upsert_entry, rows)
         if reindex:
-            cursor.execute(self._sql.index_ids, (json.dumps(reindex),))
-        links = [(e.id, t) for e in entries for t in tag_ids(e)]
+            cursor.execute(self._sql.index_rowids, (json.dumps(reindex),))
+        links = [(r, t) for r, e in zip(rowids, entries, strict=True) for t in tag_ids(e)]
         if links:
             cursor.executemany(self._sql.insert_link, links)
 
@@ -622,7 +636,7 @@ class Store:
     @_store_call
     def mirror_snapshot(self, workspace_id: str) -> list[dict[str, Any]]:
         """Every live entry of the workspace as a dict (content columns + sorted ``tags``)."""
-        TE, TT = m.TimeEntry, m.TimeEntryTag
+        TE = m.TimeEntry
         out: dict[str, dict[str, Any]] = {}
         query = (
             TE.select(*_CONTENT_FIELDS)
@@ -635,12 +649,11 @@ class Store:
             row["manually_entered"] = bool(row["manually_entered"])
             row["tags"] = []
             out[row["id"]] = row
-        links = (
-            TT.select(TT.time_entry_id, TT.tag_id)
-            .join(TE, on=(TE.id == TT.time_entry_id))
-            .where((TE.workspace_id == workspace_id) & TE.deleted_at.is_null())
-            .order_by(TT.time_entry_id, TT.tag_id)
-            .tuples()
+        links = self.db.execute_sql(
+            "SELECT e.id, l.tag_id FROM time_entry_tag_links AS l "
+            "JOIN time_entries AS e ON e.rowid = l.entry_rowid "
+            "WHERE e.workspace_id = ? AND e.deleted_at IS NULL ORDER BY e.id, l.tag_id",
+            (workspace_id,),
         )
         for entry_id, tag_id in links:
             out[entry_id]["tags"].append(tag_id)
@@ -692,10 +705,11 @@ class Store:
 class _Stored:
     """What the mirror holds for one entry: comparable content, tombstone, tag ids."""
 
-    __slots__ = ("content", "deleted_at", "tags")
+    __slots__ = ("content", "deleted_at", "rowid", "tags")
 
-    def __init__(self, content: Row, deleted_at: str | None) -> None:
+    def __init__(self, content: Row, rowid: int, deleted_at: str | None) -> None:
         self.content = content
+        self.rowid = rowid
         self.deleted_at = deleted_at
         self.tags: list[str] = []
 

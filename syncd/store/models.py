@@ -82,13 +82,15 @@ class Tag(BaseModel):
         table_name = "tags"
 
 
-class TimeEntryTag(BaseModel):
-    time_entry_id = TextField()
+class TimeEntryTagLink(BaseModel):
+    """An entry's tag, keyed by the entry's rowid (the ``time_entry_tags`` view names the id)."""
+
+    entry_rowid = IntegerField()
     tag_id = TextField()
 
     class Meta:
-        table_name = "time_entry_tags"
-        primary_key = CompositeKey("time_entry_id", "tag_id")
+        table_name = "time_entry_tag_links"
+        primary_key = CompositeKey("entry_rowid", "tag_id")
 
 
 class TeamMember(BaseModel):
@@ -240,7 +242,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Workspace,
     TimeEntry,
     Tag,
-    TimeEntryTag,
+    TimeEntryTagLink,
     TeamMember,
     Project,
     Client,

@@ -42,7 +42,7 @@ class Statements:
     select_links: str
     live_ids_in_window: str
     unindex_ids: str
-    index_ids: str
+    index_rowids: str
 
 
 def _one_row_sql(query: object) -> str:
@@ -52,13 +52,17 @@ def _one_row_sql(query: object) -> str:
 
 def build(db: Database) -> Statements:
     """Render the statements for ``db``'s dialect (the models must be bound to it)."""
-    TE, TT = m.TimeEntry, m.TimeEntryTag
+    TE, TL = m.TimeEntry, m.TimeEntryTagLink
     fields = [getattr(TE, c) for c in ENTRY_COLUMNS]
+    # The first parameter is the rowid: the store picks it for a new entry (so the entry's tag
+    # links can be written without looking it up) and passes NULL for a stored one (the
+    # conflict on ``id`` keeps the stored rowid).
     upsert_entry = _one_row_sql(
         TE.insert_many([tuple("x" for _ in fields)], fields=fields).on_conflict(
             conflict_target=[TE.id], preserve=[f for f in fields if f is not TE.id]
         )
-    )
+    ).replace('INSERT INTO "time_entries" (', 'INSERT INTO "time_entries" (rowid, ', 1)
+    upsert_entry = upsert_entry.replace("VALUES (", "VALUES (?, ", 1)
     upsert_ref = {}
     for kind, model in _REF_MODELS.items():
         cols = [getattr(model, c) for c in REF_COLUMNS[kind]]
@@ -69,20 +73,20 @@ def build(db: Database) -> Statements:
             )
         )
     insert_link = _one_row_sql(
-        TT.insert_many([("x", "x")], fields=[TT.time_entry_id, TT.tag_id]).on_conflict_ignore()
+        TL.insert_many([(0, "x")], fields=[TL.entry_rowid, TL.tag_id]).on_conflict_ignore()
     )
-    delete_links = _one_row_sql(TT.delete().where(TT.time_entry_id == "x"))
+    delete_links = _one_row_sql(TL.delete().where(TL.entry_rowid == 0))
     tombstone = _one_row_sql(
         TE.update(deleted_at="x").where((TE.id == "x") & TE.deleted_at.is_null())
     )
     content = ", ".join(f'"{c}"' for c in CONTENT_COLUMNS)
     select_stored = (
-        f"SELECT {content}, deleted_at FROM time_entries "  # noqa: S608 (constant columns)
+        f"SELECT {content}, rowid, deleted_at FROM time_entries "  # noqa: S608 (constants)
         "WHERE id IN (SELECT value FROM json_each(?))"
     )
     select_links = (
-        "SELECT time_entry_id, tag_id FROM time_entry_tags "
-        "WHERE time_entry_id IN (SELECT value FROM json_each(?))"
+        "SELECT entry_rowid, tag_id FROM time_entry_tag_links "
+        "WHERE entry_rowid IN (SELECT value FROM json_each(?))"
     )
     live_ids_in_window = (
         "SELECT id FROM time_entries WHERE workspace_id = ? AND date >= ? AND date <= ? "
@@ -94,14 +98,14 @@ def build(db: Database) -> Statements:
         "SELECT 'delete', rowid, description FROM time_entries "
         "WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
     )
-    index_ids = (
+    index_rowids = (
         "INSERT INTO time_entries_fts (rowid, description) "
         "SELECT rowid, description FROM time_entries "
-        "WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
+        "WHERE rowid IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
     )
     return Statements(
         unindex_ids=unindex_ids,
-        index_ids=index_ids,
+        index_rowids=index_rowids,
         upsert_entry=upsert_entry,
         upsert_ref=upsert_ref,
         insert_link=insert_link,
