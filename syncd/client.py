@@ -16,6 +16,7 @@ error is raised. A failure never turns into an empty result.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ DEFAULT_API_URL = "https://api.timetracker.in/v1"
 DEFAULT_APP_URL = "https://app.timetracker.in"
 #: Per-request timeouts; find responses are unpaginated and may be large (§3.7).
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=60)
+#: Answers smaller than this are parsed on the event loop; larger ones on a worker thread.
+PARSE_INLINE_BYTES = 64 * 1024
 
 T = TypeVar("T")
 Parser = Callable[[int, Any, bytes, str], T]
@@ -268,7 +271,11 @@ class HttpClient:
         if status == 429:
             await self._rate_limited(request, headers, body, attempt_no)
         try:
-            return parse(status, headers, body, request.url)
+            if len(body) < PARSE_INLINE_BYTES:
+                return parse(status, headers, body, request.url)
+            # A large answer (a backfill window) is parsed off the event loop, which stays
+            # free to send the next request the moment the budget grants it.
+            return await asyncio.to_thread(parse, status, headers, body, request.url)
         except ApiError as exc:
             log.warning(
                 "api.attempt_failed",

@@ -27,6 +27,12 @@ import peewee
 from syncd.errors import StoreError
 
 SECOND = 1.0
+#: The span the per-second cap is counted over: a second plus the time a request may take
+#: from its grant to the server (tens of ms while the event loop parses a large answer).
+#: Counted over exactly 1 s, ten requests granted just over a second apart can reach the
+#: server within one of its seconds; its ``Remaining: 0`` with a whole-second ``Reset`` then
+#: stalls the next request for up to a second.
+SECOND_SPAN = SECOND + 0.05
 MINUTE = 60.0
 DAY = 86_400.0
 #: Grants older than this are deleted by :func:`prune`.
@@ -112,7 +118,7 @@ def _counts(db: Any, key_id: str, now: float) -> tuple[int, int, int]:
         " COALESCE(SUM(granted_at > ?), 0),"
         " COALESCE(SUM(granted_at >= ?), 0)"
         " FROM budget_grants WHERE key_id = ? AND granted_at >= ?",
-        (now - SECOND, now - MINUTE, day_start(now), key_id, since),
+        (now - SECOND_SPAN, now - MINUTE, day_start(now), key_id, since),
     ).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -165,7 +171,7 @@ def _check(db: Any, key_id: str, now: float, caps: Caps) -> Decision | None:
     if day >= caps.per_day:
         return Decision(False, tomorrow - now, "per_day", exhausted_until=tomorrow)
     if second >= caps.per_second:
-        wait = _frees_at(db, key_id, now, SECOND, second, caps.per_second) - now
+        wait = _frees_at(db, key_id, now, SECOND_SPAN, second, caps.per_second) - now
         return Decision(False, wait, "per_second")
     if minute >= caps.per_minute:
         wait = _frees_at(db, key_id, now, MINUTE, minute, caps.per_minute) - now
