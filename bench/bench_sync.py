@@ -43,6 +43,8 @@ SAFETY_MARGIN = 0.1
 #: Share of the (margin-reduced) minute a BACKFILL request of ``--once`` may use
 #: (``syncd.service.ONCE_SHARES``).
 BACKFILL_MINUTE_SHARE = 0.95
+#: The span syncd counts its per-second cap over (``syncd.store.budget.SECOND_SPAN``).
+SECOND_SPAN = 1.05
 
 
 def clean_env() -> dict[str, str]:
@@ -50,7 +52,9 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def min_seconds(requests: int, per_second: float, per_minute: float) -> float:
+def min_seconds(
+    requests: int, per_second: float, per_minute: float, second_span: float = 1.0
+) -> float:
     """The least time from the first to the last of ``requests`` under rolling windows.
 
     Request ``k`` (0-based) cannot go before ``k // per_second`` seconds (any 1 s holds at
@@ -61,7 +65,7 @@ def min_seconds(requests: int, per_second: float, per_minute: float) -> float:
         return 0.0
     k = requests - 1
     return max(
-        math.floor(k / per_second) * 1.0,
+        math.floor(k / per_second) * second_span,
         math.floor(k / per_minute) * 60.0,
     )
 
@@ -280,6 +284,16 @@ def main(argv: list[str] | None = None) -> int:
             f"({eff_s}/s, {backfill_m}/min = {BACKFILL_MINUTE_SHARE:.0%} of the effective minute)"
         )
         print(f"backfill_wall_vs_backfill_share_min: {wall / backfill_min:.2f}")
+        pacing_min = min_seconds(requests, eff_s, backfill_m, SECOND_SPAN)
+        print(
+            f"backfill_min_seconds_syncd_pacing: {pacing_min:.1f} ({eff_s} per {SECOND_SPAN} s,"
+            f" {backfill_m}/min)"
+        )
+        sync_seconds = summary["duration_seconds"]
+        print(
+            f"backfill_sync_reported_vs_effective_min: {sync_seconds / eff_min:.2f}"
+            " (the run's own duration: first request to last commit, no process start-up)"
+        )
         print(f"backfill_429s: {summary['rate_limited']} (emulator: {stats['rate_limited']})")
         print(
             f"backfill_upstream_max_in_any_second: {stats['max_in_any_second']} "
