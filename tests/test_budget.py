@@ -262,6 +262,16 @@ async def test_server_view_seen_at_send_time(db):
     assert clock.now == pytest.approx(T0 + 5)
 
 
+async def test_server_second_window_is_left_to_the_local_per_second_cap(db):
+    """A Remaining of 0 whose Reset is a second away describes the server's per-second window:
+    the local cap governs it, so the next request is not held until the whole-second Reset."""
+    clock = FakeTime()
+    budget = make_budget(db, clock)
+    await budget.observe(RateLimitInfo(remaining=0, reset_epoch=T0 + 2), sent_at=T0)
+    await budget.acquire(Priority.HOT)
+    assert clock.now == T0
+
+
 async def test_older_observation_does_not_replace_newer(db):
     clock = FakeTime()
     budget = make_budget(db, clock)

@@ -33,6 +33,9 @@ SECOND = 1.0
 #: server within one of its seconds; its ``Remaining: 0`` with a whole-second ``Reset`` then
 #: stalls the next request for up to a second.
 SECOND_SPAN = SECOND + 0.05
+#: A server ``Reset`` at most this far after the observation is its per-second window's
+#: (one second, plus up to one more as ``Reset`` is given in whole seconds).
+SERVER_SECOND_RESET = 2 * SECOND
 MINUTE = 60.0
 DAY = 86_400.0
 #: Grants older than this are deleted by :func:`prune`.
@@ -155,6 +158,11 @@ def _server_wait(db: Any, key_id: str, now: float, state: tuple) -> float:
     reset = reset if reset is not None else seen_at + MINUTE
     if now >= reset:
         return 0.0  # that view of the window has expired
+    if reset - seen_at <= SERVER_SECOND_RESET:
+        # The tightest window was the server's second, which the local per-second cap (and
+        # its margin) already governs; at full pace that window often has one slot left, and
+        # a whole-second Reset would stall every tenth request. A 429 still says otherwise.
+        return 0.0
     left = remaining - _grants_since(db, key_id, seen_at)
     return reset - now if left <= 0 else 0.0
 
