@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import peewee
+import stamina
 from peewee import SqliteDatabase, chunked, fn
 
 from syncd.errors import MassDeleteError, SchemaTooNew, StoreError
@@ -107,7 +108,14 @@ class Store:
         self.path = str(path)
         self.db = SqliteDatabase(self.path, timeout=timeout, pragmas=PRAGMAS)
         try:
-            self.db.connect(reuse_if_open=True)
+            # Switching a new file to WAL takes an exclusive lock, and SQLite answers "locked"
+            # at once instead of waiting out the busy timeout: two processes creating the
+            # mirror together retry here (jittered) until ``timeout``.
+            for attempt in stamina.retry_context(
+                on=_locked, attempts=None, timeout=timeout, wait_initial=0.02, wait_max=0.5
+            ):
+                with attempt:
+                    self.db.connect(reuse_if_open=True)
             if migrate:
                 migrations.migrate(self.db)
             else:
@@ -723,6 +731,10 @@ class _Stored:
 
     def same_as(self, entry: TimeEntry) -> bool:
         return self.content == content_of(entry) and tuple(sorted(self.tags)) == tag_ids(entry)
+
+
+def _locked(exc: Exception) -> bool:
+    return isinstance(exc, peewee.OperationalError) and "locked" in str(exc)
 
 
 def _ack_key(workspace_id: str) -> str:
