@@ -36,6 +36,7 @@ from syncd.errors import (
     RateLimited,
     ResponseError,
     ServerError,
+    ShutdownRequested,
     TransportError,
 )
 from syncd.records import Priority, TimeEntry, WebhookSubscription, Workspace
@@ -135,7 +136,9 @@ class HttpClient:
     the key's :class:`RateBudget`. ``api_url`` is the core API base (``…/v1``),
     ``app_url`` the Zapier API host. ``version`` is sent as ``X-Accept-Version``.
     ``on_outcome(label)`` is called after every attempt that reached the network (for
-    metrics; labels as :func:`outcome_of`).
+    metrics; labels as :func:`outcome_of`). Once ``should_stop()`` is true no retry starts:
+    the call raises ``ShutdownRequested`` instead, so a stop during an upstream outage waits
+    at most one backoff, not the whole retry budget.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class HttpClient:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._session = session
         self._budget = budget
@@ -162,6 +166,7 @@ class HttpClient:
         self._timeout = timeout
         self._clock = clock
         self._on_outcome = on_outcome
+        self._should_stop = should_stop
         self.stats = ClientStats()
 
     def __repr__(self) -> str:
@@ -232,6 +237,8 @@ class HttpClient:
                 with attempt:
                     attempt_no += 1
                     if attempt_no > 1:
+                        if self._should_stop():
+                            raise ShutdownRequested("stop requested; the request is not retried")
                         self.stats.retries += 1
                     return await self._attempt(request, priority, parse, attempt_no)
         except ApiError as exc:

@@ -220,6 +220,7 @@ async def open_runtime(
                     sock_connect=min(10, config.api.timeout_seconds),
                 ),
                 on_outcome=on_outcome,
+                should_stop=should_stop,
             )
             engine = SyncEngine(
                 client,

@@ -25,6 +25,7 @@ from syncd.errors import (
     RateLimited,
     ResponseError,
     ServerError,
+    ShutdownRequested,
     TransportError,
 )
 from syncd.records import Priority
@@ -306,6 +307,26 @@ async def test_5xx_forever_raises_the_last_error(aiohttp_server, session, budget
         await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.HOT)
     assert info.value.status == 500
     assert client.stats.requests == FAST.max_attempts
+
+
+async def test_stop_during_an_outage_ends_the_retries(aiohttp_server, session, budget):
+    """A stop signal that arrives while upstream fails is not held up by the remaining
+    attempts: the next retry is not started and the call raises ShutdownRequested."""
+    route = Script((503, b"<html>busy</html>"))
+    server = await serve(aiohttp_server, {("POST", FIND): route})
+    stop = False
+
+    def outcome(label: str) -> None:
+        nonlocal stop
+        stop = True  # the signal arrives during the first failed attempt
+
+    client = make_client(
+        session, budget, base_of(server), on_outcome=outcome, should_stop=lambda: stop
+    )
+    with pytest.raises(ShutdownRequested):
+        await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.HOT)
+    assert client.stats.requests == 1
+    assert client.stats.retries == 0
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 from .harness import (
     EXIT_FAILED,
@@ -192,3 +193,37 @@ def test_sigterm_during_backfill_exits_0_after_the_window_in_flight(
     emulator.clear_faults()
     assert run_once(config).returncode == EXIT_OK
     assert_mirror_equals_truth(emulator, db)
+
+
+def test_sigterm_during_an_outage_exits_0_without_waiting_out_the_retries(
+    tmp_path, start_emulator, once_processes
+):
+    """Upstream answers 503 to everything and the run has many attempts left; SIGTERM ends
+    it within one backoff with exit 0, keeping every committed window."""
+    emulator = start_emulator(
+        "--seed", "9", "--workspaces", "1", "--entries", "1000", "--days", "200",
+        "--no-rate-limit",
+    )  # fmt: skip
+    emulator.fault(kind="delay", seconds=0.15, path=FIND_PATH, count=10_000)
+    config = write_config(
+        tmp_path,
+        emulator,
+        api={"max_attempts": 30, "retry_timeout_seconds": 600},
+        sync=NARROW,
+    )
+    db = database_of(config)
+    run = OnceProcess(config)
+    once_processes.append(run)
+    wait_for_scans(db, 3)
+    emulator.clear_faults()
+    emulator.fault(status=503, path=FIND_PATH, count=100_000)
+    time.sleep(1.5)  # a few failed attempts: the run is between retries now
+
+    run.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    stopped = run.wait(timeout=60)
+
+    assert stopped.returncode == EXIT_OK, stopped.explain()
+    assert time.monotonic() - started < 35  # at most one backoff (wait_max 30 s)
+    assert stopped.summary["ok"] is True
+    assert assert_committed_windows_hold_the_truth(emulator, db) >= 3
