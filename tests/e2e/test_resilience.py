@@ -120,26 +120,34 @@ def test_malformed_truncated_and_dropped_bodies_are_retried(tmp_path, start_emul
     assert scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NOT NULL") == 0
 
 
-def test_persistent_5xx_fails_cleanly_keeping_committed_windows(
-    tmp_path, start_emulator, once_processes
+def start_outage_after_three_windows(
+    tmp_path, start_emulator, once_processes, *, workspaces, entries, status, api
 ):
+    """A slowed ``--once`` backfill that commits three windows, after which every find
+    answers ``status``; returns (emulator, config, db, process)."""
     emulator = start_emulator(
-        "--seed", "9", "--workspaces", "2", "--entries", "600", "--days", "200",
-        "--no-rate-limit",
+        "--seed", "9", "--workspaces", str(workspaces), "--entries", str(entries),
+        "--days", "200", "--no-rate-limit",
     )  # fmt: skip
     emulator.fault(kind="delay", seconds=0.15, path=FIND_PATH, count=10_000)
-    config = write_config(
-        tmp_path,
-        emulator,
-        api={"max_attempts": 3, "retry_timeout_seconds": 10},
-        sync=NARROW,
-    )
+    config = write_config(tmp_path, emulator, api=api, sync=NARROW)
     db = database_of(config)
     process = OnceProcess(config)
     once_processes.append(process)
     wait_for_scans(db, 3)
     emulator.clear_faults()
-    emulator.fault(status=500, path=FIND_PATH, count=10_000)
+    emulator.fault(status=status, path=FIND_PATH, count=100_000)
+    return emulator, config, db, process
+
+
+def test_persistent_5xx_fails_cleanly_keeping_committed_windows(
+    tmp_path, start_emulator, once_processes
+):
+    emulator, config, db, process = start_outage_after_three_windows(
+        tmp_path, start_emulator, once_processes,
+        workspaces=2, entries=600, status=500,
+        api={"max_attempts": 3, "retry_timeout_seconds": 10},
+    )  # fmt: skip
 
     run = process.wait(timeout=60)
 
@@ -200,23 +208,11 @@ def test_sigterm_during_an_outage_exits_0_without_waiting_out_the_retries(
 ):
     """Upstream answers 503 to everything and the run has many attempts left; SIGTERM ends
     it within one backoff with exit 0, keeping every committed window."""
-    emulator = start_emulator(
-        "--seed", "9", "--workspaces", "1", "--entries", "1000", "--days", "200",
-        "--no-rate-limit",
-    )  # fmt: skip
-    emulator.fault(kind="delay", seconds=0.15, path=FIND_PATH, count=10_000)
-    config = write_config(
-        tmp_path,
-        emulator,
+    emulator, _, db, run = start_outage_after_three_windows(
+        tmp_path, start_emulator, once_processes,
+        workspaces=1, entries=1000, status=503,
         api={"max_attempts": 30, "retry_timeout_seconds": 600},
-        sync=NARROW,
-    )
-    db = database_of(config)
-    run = OnceProcess(config)
-    once_processes.append(run)
-    wait_for_scans(db, 3)
-    emulator.clear_faults()
-    emulator.fault(status=503, path=FIND_PATH, count=100_000)
+    )  # fmt: skip
     time.sleep(1.5)  # a few failed attempts: the run is between retries now
 
     run.process.send_signal(signal.SIGTERM)
