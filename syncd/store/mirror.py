@@ -58,6 +58,7 @@ from syncd.store.rows import (
     is_newer,
     row_of,
     tag_ids,
+    totals_of,
     updated_at_of,
 )
 from syncd.store.statements import REF_COLUMNS, build
@@ -450,17 +451,20 @@ class Store:
         # A new entry gets the next free rowid here, so its links need no lookup (and a
         # backfill appends to the link B-trees instead of rewriting pages all over them).
         next_rowid = cursor.execute("SELECT IFNULL(MAX(rowid), 0) FROM time_entries").fetchone()[0]
+        source = str(source)
         rows, rowids, relinked, unindex, reindex = [], [], [], [], []
+        inserted: list[TimeEntry] = []
         for e in entries:
             held = stored.get(e.id)
             if held is None:
                 next_rowid += 1
                 rowid = next_rowid
-                rows.append((rowid, *row_of(e, source, synced_at)))
+                rows.append(row_of(e, source, synced_at, rowid))
+                inserted.append(e)
                 reindex.append(rowid)
             else:
                 rowid = held.rowid
-                rows.append((None, *row_of(e, source, synced_at)))
+                rows.append(row_of(e, source, synced_at))
                 if held.tags:
                     relinked.append((rowid,))
                 if held.deleted_at is not None:
@@ -474,6 +478,8 @@ class Store:
         if unindex:
             cursor.execute(self._sql.unindex_ids, (json.dumps(unindex),))
         cursor.executemany(self._sql.upsert_entry, rows)
+        if inserted:  # updates and revivals are counted by triggers
+            cursor.executemany(self._sql.add_totals, totals_of(inserted))
         if reindex:
             cursor.execute(self._sql.index_rowids, (json.dumps(reindex),))
         links = [(r, t) for r, e in zip(rowids, entries, strict=True) for t in tag_ids(e)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from syncd.records import Source, TimeEntry
+from syncd.records import TimeEntry
 
 ENTRY_COLUMNS: tuple[str, ...] = (
     "id",
@@ -69,13 +69,72 @@ def content_of(entry: TimeEntry) -> Row:
     )
 
 
-def row_of(entry: TimeEntry, source: Source | str, synced_at: str) -> Row:
-    """The full live row (``deleted_at`` NULL) for a record."""
-    return (*content_of(entry), None, synced_at, str(source), entry.raw)
+def row_of(entry: TimeEntry, source: str, synced_at: str, rowid: int | None = None) -> Row:
+    """The upsert parameters for a record: ``rowid`` (None keeps a stored entry's), then the
+    full live row (``deleted_at`` NULL) in ``ENTRY_COLUMNS`` order.
+
+    Written out in full rather than built from :func:`content_of`: a backfill calls this for
+    every entry it writes.
+    """
+    e = entry
+    return (
+        rowid,
+        e.id,
+        e.workspace_id,
+        e.date,
+        e.start_time,
+        e.end_time,
+        e.duration_seconds,
+        e.description or "",
+        1 if e.billable else 0,
+        1 if e.manually_entered else 0,
+        e.team_member_id,
+        e.team_member_name,
+        e.project_id,
+        e.project_name,
+        e.client_id,
+        e.client_name,
+        e.task_id,
+        e.task_name,
+        e.created_at,
+        e.updated_at,
+        None,
+        synced_at,
+        source,
+        e.raw,
+    )
+
+
+def totals_of(entries: Iterable[TimeEntry]) -> list[Row]:
+    """What live ``entries`` add to ``daily_project_totals``: one row per (date, workspace,
+    project, client), with entries, running timers, seconds and billable seconds.
+
+    The same sums as the migration's triggers: a running timer has a start and neither an
+    end nor a duration, and counts no seconds until it stops.
+    """
+    sums: dict[tuple[str, str, str, str], list[int]] = {}
+    for e in entries:
+        key = (e.date, e.workspace_id, e.project_id or "", e.client_id or "")
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = [0, 0, 0, 0]
+        seconds = e.duration_seconds
+        row[0] += 1
+        if seconds is None:
+            if e.end_time is None and e.start_time is not None:
+                row[1] += 1
+        else:
+            row[2] += seconds
+            if e.billable:
+                row[3] += seconds
+    return [(*key, *row) for key, row in sums.items()]
 
 
 def tag_ids(entry: TimeEntry) -> tuple[str, ...]:
-    return tuple(sorted({t.id for t in entry.tags}))
+    tags = entry.tags
+    if not tags:
+        return ()
+    return tuple(sorted({t.id for t in tags}))
 
 
 def at_least_as_new(incoming: str | None, stored: str | None) -> bool:

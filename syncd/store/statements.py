@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from peewee import EXCLUDED, Database, fn
 
 from syncd.store import models as m
+from syncd.store.migrations import TOTALS_KEY
 from syncd.store.rows import CONTENT_COLUMNS, ENTRY_COLUMNS
 
 _REF_MODELS: dict[str, type[m.BaseModel]] = {
@@ -43,6 +44,7 @@ class Statements:
     live_ids_in_window: str
     unindex_ids: str
     index_rowids: str
+    add_totals: str
 
 
 def _one_row_sql(query: object) -> str:
@@ -103,7 +105,19 @@ def build(db: Database) -> Statements:
         "SELECT rowid, description FROM time_entries "
         "WHERE rowid IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
     )
+    # New entries are added to the daily totals with one upsert per (day, project, client)
+    # the window touches (updates and deletes are counted by triggers; see migration 0008).
+    add_totals = f"""
+        INSERT INTO daily_project_totals
+            ({TOTALS_KEY}, entries, running, seconds, billable_seconds)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT ({TOTALS_KEY}) DO UPDATE SET
+            entries = entries + excluded.entries,
+            running = running + excluded.running,
+            seconds = seconds + excluded.seconds,
+            billable_seconds = billable_seconds + excluded.billable_seconds"""  # noqa: S608
     return Statements(
+        add_totals=add_totals,
         unindex_ids=unindex_ids,
         index_rowids=index_rowids,
         upsert_entry=upsert_entry,
