@@ -195,7 +195,7 @@ async def open_runtime(
             store.store.db,
             key,
             daily_share=daily_share,
-            runner=store.call,
+            runner=store.call_budget,
             shares=shares,
             stop=stop,
         )

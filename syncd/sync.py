@@ -24,8 +24,9 @@ nor peewee.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -46,6 +47,11 @@ from syncd.records import (
 from syncd.seams import Client, MirrorStore
 
 log = structlog.get_logger("syncd.sync")
+
+#: Set while workspaces are worked on together (see ``_each``).
+_siblings: contextvars.ContextVar[_Siblings | None] = contextvars.ContextVar(
+    "siblings", default=None
+)
 
 OPEN_END = "9999-12-31"  # the recorded upper bound of a scan with no upper bound
 INITIAL_WINDOW_DAYS = 7
@@ -128,16 +134,19 @@ class SyncEngine:
     async def run_once(self, report: RunReport) -> RunReport:
         """One full cycle: workspaces, hot windows, backfill to the end, a reconcile slice.
 
+        Workspaces are worked on at the same time (the budget paces their requests by
+        priority), the hot windows of all of them first.
         Raises ``ApiError``/``BudgetExhausted`` when upstream cannot be read,
         ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
         """
         workspace_ids = await self.refresh_workspaces(report)
-        for workspace_id in workspace_ids:  # the recent past of every workspace comes first
-            await self.scan_hot(workspace_id, report)
-        for workspace_id in workspace_ids:
+        await _each(workspace_ids, lambda w: self.scan_hot(w, report))
+
+        async def history(workspace_id: str) -> None:
             await self.backfill(workspace_id, report)
-        for workspace_id in workspace_ids:
             await self.reconcile_slice(workspace_id, report)
+
+        await _each(workspace_ids, history)
         return report
 
     async def poll(self, report: RunReport) -> RunReport:
@@ -146,10 +155,11 @@ class SyncEngine:
         Raises what :meth:`run_once` raises.
         """
         workspace_ids = await self.refresh_workspaces(report)
-        for workspace_id in workspace_ids:
-            await self.scan_hot(workspace_id, report)
-        for workspace_id in workspace_ids:
-            await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
+        await _each(workspace_ids, lambda w: self.scan_hot(w, report))
+        await _each(
+            workspace_ids,
+            lambda w: self.backfill(w, report, max_windows=BACKFILL_WINDOWS_PER_POLL),
+        )
         return report
 
     async def reconcile(self, report: RunReport) -> RunReport:
@@ -157,8 +167,8 @@ class SyncEngine:
 
         Raises what :meth:`run_once` raises.
         """
-        for workspace_id in await self._known_workspaces(report):
-            await self.reconcile_slice(workspace_id, report)
+        workspace_ids = await self._known_workspaces(report)
+        await _each(workspace_ids, lambda w: self.reconcile_slice(w, report))
         return report
 
     async def refresh_workspaces(self, report: RunReport) -> list[str]:
@@ -461,10 +471,18 @@ class SyncEngine:
         """
         if self.should_stop():
             raise ShutdownRequested("stop requested; every committed window is kept")
+        siblings = _siblings.get()
+        if siblings is not None and siblings.failed:
+            raise _SiblingFailed
         requested_at = format_timestamp(self.clock())
-        entries = await self.client.find_time_entries(
-            workspace_id, date_from=date_from, date_to=date_to, priority=priority
-        )
+        try:
+            entries = await self.client.find_time_entries(
+                workspace_id, date_from=date_from, date_to=date_to, priority=priority
+            )
+        except Exception:
+            if siblings is not None:  # stop the others now, not after this window's commit
+                siblings.failed = True
+            raise
         return WindowScan(
             workspace_id=workspace_id,
             date_from=date_from,
@@ -528,6 +546,49 @@ class SyncEngine:
                 break
             size = max(self.settings.window_min_days, int(size * target / live))
         return size
+
+
+class _SiblingFailed(Exception):
+    """Another workspace's work failed; this one stops before its next request."""
+
+
+class _Siblings:
+    """Workspaces worked on together: the errors they raised, and whether one failed."""
+
+    def __init__(self) -> None:
+        self.failed = False
+        self.errors: list[Exception] = []
+
+
+async def _each(workspace_ids: Iterable[str], work: Callable[[str], Awaitable[None]]) -> None:
+    """Run ``work`` for every workspace at once; raise the first error any of them raised.
+
+    After a failure the others send no further request, and each still commits the window
+    it has in flight, so no work is abandoned half-way.
+    """
+    ids = list(workspace_ids)
+    if len(ids) <= 1:
+        for workspace_id in ids:
+            await work(workspace_id)
+        return
+    siblings = _Siblings()
+
+    async def one(workspace_id: str) -> None:
+        try:
+            await work(workspace_id)
+        except _SiblingFailed:
+            pass
+        except Exception as exc:  # cancellation is not a failure: it goes through gather
+            siblings.failed = True
+            siblings.errors.append(exc)
+
+    token = _siblings.set(siblings)
+    try:
+        await asyncio.gather(*(one(w) for w in ids))
+    finally:
+        _siblings.reset(token)
+    if siblings.errors:
+        raise siblings.errors[0]
 
 
 async def _finish(task: asyncio.Task[int] | None) -> None:

@@ -1,8 +1,10 @@
 """``AsyncStore``: the ``MirrorStore`` seam for asyncio code, backed by a ``Store``.
 
-Every call runs on ONE dedicated worker thread (so SQLite work never blocks the event loop and
-the process never has two of its own connections competing for the write lock). The caller's
-``contextvars`` are copied into the thread, so structlog's bound fields reach store logs.
+Store work runs on one dedicated worker thread, so SQLite never blocks the event loop and the
+process's own writes never compete for the write lock. The rate budget's short transactions
+run on a second thread with its own connection (``call_budget``): a grant then waits at most
+for the one commit holding the lock, never behind a queue of window commits. The caller's
+``contextvars`` are copied into the threads, so structlog's bound fields reach store logs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class AsyncStore:
     def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
         self._store = store
         self._executor = executor
+        self._budget_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-budget")
         self._closed = False
 
     @classmethod
@@ -64,14 +67,26 @@ class AsyncStore:
             raise RuntimeError("AsyncStore is closed")
         return await _run(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def call_budget(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on the budget thread (its own connection to the mirror).
+
+        For short transactions only: ``fn`` gets the thread's connection through the store's
+        peewee database, whose connections are per thread.
+        """
+        if self._closed:
+            raise RuntimeError("AsyncStore is closed")
+        return await _run(self._budget_executor, functools.partial(fn, *args, **kwargs))
+
     async def close(self) -> None:
-        """Close the connection on the DB thread and stop the thread (idempotent)."""
+        """Close both threads' connections and stop the threads (idempotent)."""
         if self._closed:
             return
         try:
+            await _run(self._budget_executor, self._store.close)
             await self.call(self._store.close)
         finally:
             self._closed = True
+            self._budget_executor.shutdown(wait=True)
             self._executor.shutdown(wait=True)
 
     async def __aenter__(self) -> AsyncStore:

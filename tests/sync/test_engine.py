@@ -6,6 +6,7 @@ how many requests it cost, and what survives a failure or a stop.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -444,6 +445,81 @@ async def test_stop_request_commits_the_window_in_flight_then_raises(
 
     upstream.on_find = None
     await run_once(SyncEngine(upstream, store, settings, clock=clock), clock)
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+async def test_workspaces_are_synced_side_by_side(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """With two workspaces, requests for both are in flight at once (the budget, not the
+    round trips of one workspace after the other, sets the pace), and the mirror ends equal
+    to upstream."""
+    upstream.add_workspace("ws-2")
+    today = clock.today()
+    for workspace_id in (WS, "ws-2"):
+        upstream.add_many(days_back(today, *range(0, 300, 3)), workspace_id=workspace_id)
+    in_flight: set[str] = set()
+    overlaps = 0
+
+    async def slow_answer(call: FindCall) -> None:
+        nonlocal overlaps
+        in_flight.add(call.workspace_id)
+        await asyncio.sleep(0.002)
+        overlaps += len(in_flight) > 1
+        in_flight.discard(call.workspace_id)
+
+    upstream.while_answering = slow_answer
+    settings = {"history_start": clock.days_ago(300), "window_target_entries": 10}
+
+    await run_once(make_engine(upstream, store, clock, **settings), clock)
+
+    assert overlaps > 0
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
+async def test_failure_in_one_workspace_stops_the_others_after_their_window_in_flight(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """When a request for one workspace fails, the other workspace commits the window it
+    has in flight and sends nothing more; the run raises the upstream error, and the next
+    run ends with the mirror equal to upstream."""
+    upstream.add_workspace("ws-2")
+    today = clock.today()
+    for workspace_id in (WS, "ws-2"):
+        upstream.add_many(days_back(today, *range(0, 300, 3)), workspace_id=workspace_id)
+    started: list[str] = []
+    failed_at: int | None = None
+
+    def fail_third_backfill_of_ws2(call: FindCall) -> None:
+        nonlocal failed_at
+        started.append(call.workspace_id)
+        if (
+            failed_at is None
+            and call.workspace_id == "ws-2"
+            and call.priority is Priority.BACKFILL
+            and sum(1 for f in upstream.finds if f.workspace_id == "ws-2") == 3
+        ):
+            failed_at = len(started)
+            upstream.fail_find(0)  # this very call
+
+    async def slow_answer(call: FindCall) -> None:
+        await asyncio.sleep(0.002)
+
+    upstream.on_find = fail_third_backfill_of_ws2
+    upstream.while_answering = slow_answer
+    settings = {"history_start": clock.days_ago(300), "window_target_entries": 10}
+
+    with pytest.raises(ServerError):
+        await run_once(make_engine(upstream, store, clock, **settings), clock)
+
+    assert failed_at is not None
+    assert started[failed_at:] == []  # nothing was sent after the failure
+    answered_ws1 = [f for f in upstream.finds if f.workspace_id == WS and f.returned is not None]
+    committed_ws1 = [s for s in mirror.scans(db_path) if s.workspace_id == WS]
+    assert len(committed_ws1) == len(answered_ws1)  # its window in flight was committed too
+
+    upstream.on_find = None
+    await run_once(make_engine(upstream, store, clock, **settings), clock)
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
