@@ -255,8 +255,16 @@ class RateBudget:
         held = True
         try:
             while True:
-                decision = await self._try(priority)
+                decision, decided_at = await self._try(priority)
                 if decision.granted:
+                    held = False
+                    self._turns.leave()  # the next waiter may reserve the slot after this one
+                    # A reserved slot: sleep until it comes, with no further database round
+                    # trip (the wait runs from the decision, not from its return).
+                    wait = decided_at + decision.wait - self._clock()
+                    if decision.wait > 0 and wait > 0:
+                        self.waited_seconds += wait
+                        await self._sleep(wait)
                     await self._granted()
                     return
                 if decision.exhausted_until is not None:
@@ -270,21 +278,24 @@ class RateBudget:
             if held:
                 self._turns.leave()
 
-    async def _try(self, priority: Priority) -> sql.Decision:
+    async def _try(self, priority: Priority) -> tuple[sql.Decision, float]:
+        """Ask the database once; the decision and the clock reading it was made at.
+
+        The clock is read on the database thread, inside the call: a grant is recorded at
+        the moment it is made, not when it was asked for (the thread may have been busy).
+        """
         caps = self._caps[priority]
-        now = self._clock()
         observed, self._observed = self._observed, None
-        try:
-            return await self._run(
-                sql.try_acquire,
-                self._db,
-                self.key_id,
-                now,
-                caps,
-                int(priority),
-                self._pid,
-                observed,
+
+        def try_acquire(db: Any, clock: Clock) -> tuple[sql.Decision, float]:
+            now = clock()
+            decision = sql.try_acquire(
+                db, self.key_id, now, caps, int(priority), self._pid, observed
             )
+            return decision, now
+
+        try:
+            return await self._run(try_acquire, self._db, self._clock)
         except BaseException:
             self._keep_observed(observed)
             raise

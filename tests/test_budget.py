@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import peewee
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.budget import (
     BudgetLimits,
@@ -20,6 +22,8 @@ from syncd.budget import (
 )
 from syncd.errors import BudgetExhausted, StoreError
 from syncd.records import Priority, RateLimitInfo
+from syncd.store import budget as sql
+from syncd.store.budget import RESERVE_AHEAD, SECOND_SPAN
 from syncd.store.migrations import BUDGET_TABLES
 
 KEY_ID = "0123456789abcdef"
@@ -356,6 +360,60 @@ async def test_waiters_are_served_in_priority_order(db):
     await asyncio.gather(*(ask(p) for p in waiters))
     assert order == sorted(waiters)
     assert max_in_window(grant_times(db), 1.0) == 1
+
+
+async def test_a_waiter_reserves_its_slot_and_sends_without_asking_again(db):
+    """A request waiting for the per-second window asks the database once more a little
+    before its slot and has the slot written then; when the slot comes it goes at once,
+    with no database call in between (a busy database cannot make it late)."""
+    clock = FakeTime()
+    asked_at: list[float] = []
+
+    async def recording(fn, *args):
+        asked_at.append(clock.now)
+        return fn(*args)
+
+    budget = RateBudget(
+        db, KEY_ID, limits=BudgetLimits(per_second=2, safety_margin=0), runner=recording,
+        clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    await budget.acquire(Priority.HOT)
+    await budget.acquire(Priority.HOT)
+    asked_at.clear()
+
+    await budget.acquire(Priority.BACKFILL)
+
+    slot = T0 + SECOND_SPAN
+    assert clock.now == pytest.approx(slot)
+    assert asked_at == [T0, pytest.approx(slot - RESERVE_AHEAD)]
+    assert grant_times(db)[-1] == pytest.approx(slot)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    asks=st.lists(
+        st.tuples(st.floats(0, 4, allow_nan=False), st.sampled_from([1, 2, 3])),
+        min_size=1,
+        max_size=40,
+    ),
+    cap=st.integers(1, 4),
+)
+def test_grants_and_reservations_never_overfill_a_second(asks, cap):
+    """Whatever the moments three processes ask at, the grants (made now or reserved
+    ahead) never put more than the cap in any window, and nothing is granted earlier than
+    it was asked for or reserved further ahead than ``RESERVE_AHEAD``."""
+    db = peewee.SqliteDatabase(":memory:")
+    for ddl in BUDGET_TABLES:
+        db.execute_sql(ddl)
+    caps = caps_for(BudgetLimits(per_second=cap, safety_margin=0), Priority.HOT)
+    for offset, pid in sorted(asks):
+        now = T0 + offset
+        decision = sql.try_acquire(db, KEY_ID, now, caps, int(Priority.HOT), pid)
+        if decision.granted:
+            assert 0 <= decision.wait <= RESERVE_AHEAD
+        else:
+            assert decision.wait > 0
+    assert max_in_window(grant_times(db), SECOND_SPAN) <= cap
 
 
 async def test_cancelled_waiter_passes_the_turn_on(db):

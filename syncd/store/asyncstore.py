@@ -1,19 +1,24 @@
 """``AsyncStore``: the ``MirrorStore`` seam for asyncio code, backed by a ``Store``.
 
-Store work runs on one dedicated worker thread, so SQLite never blocks the event loop and the
-process's own writes never compete for the write lock. The rate budget's short transactions
-run on a second thread with its own connection (``call_budget``): a grant then waits at most
-for the one commit holding the lock, never behind a queue of window commits. The caller's
-``contextvars`` are copied into the threads, so structlog's bound fields reach store logs.
+Every call runs on ONE dedicated worker thread, so SQLite never blocks the event loop and the
+process never has two of its own connections competing for the write lock (SQLite's busy wait
+is not fair: a connection polling for the lock can lose it to back-to-back commits for
+hundreds of milliseconds). The rate budget's short transactions (``call_budget``) go before
+any call still queued, so a grant waits at most for the one call running, never behind a
+queue of window commits. The caller's ``contextvars`` are copied into the thread, so
+structlog's bound fields reach store logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
+import itertools
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,13 +38,56 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class _DbThread:
+    """One worker thread running calls in submission order, except that urgent calls go
+    before every ordinary call still queued.
+
+    ``concurrent.futures.ThreadPoolExecutor`` has no priorities (its queue is FIFO).
+    """
+
+    _URGENT, _ORDINARY, _STOP = 0, 1, 2
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, Any]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T], *, urgent: bool = False) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        rank = self._URGENT if urgent else self._ORDINARY
+        self._queue.put((rank, next(self._order), fn, future))
+        return future
+
+    def shutdown(self) -> None:
+        """Stop after every call already queued; wait for the thread to end."""
+        self._queue.put((self._STOP, next(self._order), None, None))
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            _, _, fn, future = self._queue.get()
+            if fn is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the waiting coroutine
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+
 class AsyncStore:
     """Async facade over a ``Store``; create it with ``await AsyncStore.open(path)``."""
 
-    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, store: Store, thread: _DbThread) -> None:
         self._store = store
-        self._executor = executor
-        self._budget_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-budget")
+        self._thread = thread
         self._closed = False
 
     @classmethod
@@ -48,13 +96,16 @@ class AsyncStore:
 
         Raises ``SchemaTooNew`` or ``StoreError`` (and stops the thread again).
         """
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-db")
+        thread = _DbThread("syncd-db")
         try:
-            store = await _run(executor, functools.partial(Store, path, timeout=busy_timeout))
+            store = await _run(
+                thread,
+                functools.partial(Store, path, timeout=busy_timeout, checkpoint_in_background=True),
+            )
         except BaseException:
-            executor.shutdown(wait=False)
+            thread.shutdown()
             raise
-        return cls(store, executor)
+        return cls(store, thread)
 
     @property
     def store(self) -> Store:
@@ -65,29 +116,26 @@ class AsyncStore:
         """Run ``fn(*args, **kwargs)`` (typically a ``Store`` method) on the DB thread."""
         if self._closed:
             raise RuntimeError("AsyncStore is closed")
-        return await _run(self._executor, functools.partial(fn, *args, **kwargs))
+        return await _run(self._thread, functools.partial(fn, *args, **kwargs))
 
     async def call_budget(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` on the budget thread (its own connection to the mirror).
+        """Run ``fn(*args, **kwargs)`` on the DB thread before every call still queued.
 
-        For short transactions only: ``fn`` gets the thread's connection through the store's
-        peewee database, whose connections are per thread.
+        For the rate budget's short transactions, which must not wait behind window commits.
         """
         if self._closed:
             raise RuntimeError("AsyncStore is closed")
-        return await _run(self._budget_executor, functools.partial(fn, *args, **kwargs))
+        return await _run(self._thread, functools.partial(fn, *args, **kwargs), urgent=True)
 
     async def close(self) -> None:
-        """Close both threads' connections and stop the threads (idempotent)."""
+        """Close the connection on the DB thread and stop the thread (idempotent)."""
         if self._closed:
             return
         try:
-            await _run(self._budget_executor, self._store.close)
             await self.call(self._store.close)
         finally:
             self._closed = True
-            self._budget_executor.shutdown(wait=True)
-            self._executor.shutdown(wait=True)
+            self._thread.shutdown()
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -154,6 +202,6 @@ class AsyncStore:
         return await self.call(self._store.mirror_snapshot, workspace_id)
 
 
-async def _run(executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+async def _run(thread: _DbThread, fn: Callable[[], T], *, urgent: bool = False) -> T:
     ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(executor, ctx.run, fn)
+    return await asyncio.wrap_future(thread.submit(functools.partial(ctx.run, fn), urgent=urgent))

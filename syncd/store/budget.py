@@ -19,7 +19,7 @@ import functools
 import math
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
 
 import peewee
@@ -36,6 +36,9 @@ SECOND_SPAN = SECOND + 0.05
 #: A server ``Reset`` at most this far after the observation is its per-second window's
 #: (one second, plus up to one more as ``Reset`` is given in whole seconds).
 SERVER_SECOND_RESET = 2 * SECOND
+#: How far ahead a per-second slot may be reserved (see :func:`try_acquire`). Short, since a
+#: request of higher priority arriving meanwhile waits behind the reservation.
+RESERVE_AHEAD = 0.25
 MINUTE = 60.0
 DAY = 86_400.0
 #: Grants older than this are deleted by :func:`prune`.
@@ -56,13 +59,14 @@ class Caps:
 class Decision:
     """The answer of :func:`try_acquire`.
 
-    ``granted``: a grant row was written. Otherwise ``wait`` seconds until it may be worth
-    asking again and ``reason`` names the binding window; ``exhausted_until`` (epoch seconds)
-    is set when only the next UTC day frees the budget.
+    ``granted``: a grant row was written, for ``wait`` seconds from now (0: at once; more:
+    a slot of the per-second window reserved ahead). Otherwise ``wait`` seconds until it may
+    be worth asking again and ``reason`` names the binding window; ``exhausted_until``
+    (epoch seconds) is set when only the next UTC day frees the budget.
     """
 
     granted: bool
-    wait: float = 0.0
+    wait: float = 0.0  # refused: when to ask again; granted: how long until the slot comes
     reason: str = ""
     exhausted_until: float | None = None
 
@@ -205,22 +209,38 @@ def try_acquire(
     One ``BEGIN IMMEDIATE`` transaction: record ``observed`` (the arguments of
     :func:`observe`) if given, check ``not_before``, the day (and this process's daily
     share), second and minute windows and the server's view, then insert the grant row.
+    When only the per-second window refuses and frees a slot within ``RESERVE_AHEAD``, the
+    grant is written for that moment (if every other window allows it then) and the decision
+    says how long to wait for it: the caller sleeps and sends without asking the database
+    again, so the request goes out on time even when the database is busy at that moment.
+    When the slot is further off, the refusal says to ask again ``RESERVE_AHEAD`` before it.
+    Every window is counted over all later grants too, so a reservation never lets a window
+    overfill.
+
     Raises ``StoreError`` when the database cannot be used (for example when it stays
     locked past its busy timeout); so do the other functions here.
     """
     with db.atomic("IMMEDIATE"):
         if observed is not None:
             _observe(db, key_id, *observed)
+        at = now
         refusal = _check(db, key_id, now, caps)
+        if refusal is not None and refusal.reason == "per_second":
+            if refusal.wait <= RESERVE_AHEAD:
+                at = now + refusal.wait
+                if _check(db, key_id, at, caps) is None:
+                    refusal = None
+            else:  # ask again in time to reserve the slot
+                refusal = replace(refusal, wait=refusal.wait - RESERVE_AHEAD)
         if refusal is not None:
             return Decision(
                 False, max(refusal.wait, 0.001), refusal.reason, refusal.exhausted_until
             )
         db.execute_sql(
             "INSERT INTO budget_grants (key_id, granted_at, priority, pid) VALUES (?, ?, ?, ?)",
-            (key_id, now, priority, pid),
+            (key_id, at, priority, pid),
         )
-    return Decision(True)
+    return Decision(True, at - now, "reserved" if at > now else "")
 
 
 def _ensure_state(db: Any, key_id: str) -> None:

@@ -48,6 +48,7 @@ from syncd.records import (
 )
 from syncd.store import migrations, reports
 from syncd.store import models as m
+from syncd.store.checkpoint import Checkpointer
 from syncd.store.rows import (
     CONTENT_COLUMNS,
     Row,
@@ -77,6 +78,9 @@ PRAGMAS: dict[str, Any] = {
     # rows per window, and each checkpoint is an fsync of the database.
     "wal_autocheckpoint": 8000,
 }
+#: With checkpoints in the background, the writer checkpoints only past this many WAL pages
+#: (64 MB): what the background has not copied yet, after which the WAL starts over.
+BACKSTOP_CHECKPOINT_PAGES = 16_000
 REFERENCE_KINDS = tuple(REF_COLUMNS)
 
 _CONTENT_FIELDS = [getattr(m.TimeEntry, c) for c in CONTENT_COLUMNS]
@@ -100,14 +104,25 @@ def _store_call(method: Callable[P, T]) -> Callable[P, T]:
 class Store:
     """The mirror database at ``path`` (created and migrated on open).
 
+    With ``checkpoint_in_background`` a thread copies the WAL into the database after
+    commits, so no write waits for a checkpoint (see ``checkpoint.py``).
+
     Raises ``SchemaTooNew`` when the file was migrated by a newer syncd and ``StoreError``
     when it cannot be opened (not a database, unwritable directory, locked for longer than
     ``timeout`` seconds).
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout: float = 30.0,
+        migrate: bool = True,
+        checkpoint_in_background: bool = False,
+    ) -> None:
         self.path = str(path)
         self.db = SqliteDatabase(self.path, timeout=timeout, pragmas=PRAGMAS)
+        self._checkpointer: Checkpointer | None = None
         try:
             # Switching a new file to WAL takes an exclusive lock, and SQLite answers "locked"
             # at once instead of waiting out the busy timeout: two processes creating the
@@ -123,6 +138,9 @@ class Store:
                 migrations.check_not_too_new(self.db)
             with self.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):
                 self._sql = build(self.db)
+            if checkpoint_in_background:
+                self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+                self._checkpointer = Checkpointer(self.path, timeout=timeout)
         except SchemaTooNew:
             self.db.close()
             raise
@@ -131,7 +149,9 @@ class Store:
             raise StoreError(f"cannot open mirror database {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        """Close this thread's connection (idempotent)."""
+        """Close this thread's connection (idempotent), after the checkpoint thread's."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if not self.db.is_closed():
             self.db.close()
 
@@ -145,6 +165,8 @@ class Store:
     def _write(self) -> Iterator[None]:
         with self.db.atomic("IMMEDIATE"):
             yield
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     # ------------------------------------------------------------------ workspaces, state
 

@@ -50,25 +50,17 @@ async def test_calls_run_on_one_thread_with_the_callers_context(db_path) -> None
         assert {rid for _, rid in results} == {"r-42"}
 
 
-async def test_budget_calls_do_not_wait_behind_store_work(db_path) -> None:
-    """A rate-budget call runs on its own thread and connection: it is answered while the
-    DB thread is still busy with a window's work, and sees what that thread committed."""
+async def test_budget_calls_go_before_queued_store_work(db_path) -> None:
+    """A rate-budget call waits only for the call running on the DB thread, not for the
+    window commits queued behind it."""
     async with await AsyncStore.open(db_path) as store:
-        await store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-06-01"))
         release = threading.Event()
-        busy = asyncio.ensure_future(store.call(release.wait, 10))
-
-        def workspaces_and_thread() -> tuple[list[str], str]:
-            names = [r[0] for r in store.store.db.execute_sql("SELECT name FROM workspaces")]
-            return names, threading.current_thread().name
-
-        try:
-            names, thread = await asyncio.wait_for(
-                store.call_budget(workspaces_and_thread), timeout=5
-            )
-        finally:
-            release.set()
-            await busy
-        assert names == ["Main"]
-        db_thread = await store.call(lambda: threading.current_thread().name)
-        assert thread != db_thread
+        ran: list[str] = []
+        running = asyncio.ensure_future(store.call(release.wait, 10))
+        queued = [asyncio.ensure_future(store.call(ran.append, f"commit-{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)  # all four are with the DB thread now
+        budget = asyncio.ensure_future(store.call_budget(ran.append, "grant"))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(running, budget, *queued)
+        assert ran == ["grant", "commit-0", "commit-1", "commit-2"]
