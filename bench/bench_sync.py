@@ -39,6 +39,9 @@ from typing import Any
 SYNCD = [sys.executable, "-m", "syncd"]
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
+LATENCY_KEY = "bench-key-latency"  # a key of its own: its budget and minute start empty
+#: Round-trip time added to every request in the latency run, as to a remote server.
+LATENCY_SECONDS = 0.15
 #: The upstream limits (and syncd's defaults for ``[limits]``).
 PER_SECOND, PER_MINUTE, PER_DAY = 10, 100, 10_000
 SAFETY_MARGIN = 0.1
@@ -79,9 +82,10 @@ def effective(limit: int) -> int:
 
 class Emulator:
     def __init__(self, args: list[str], log: Path) -> None:
+        keys = ["--api-key", KEY, "--api-key", LATENCY_KEY]
         with log.open("w") as errors:
             self.process = subprocess.Popen(
-                [*SYNCD, "emulator", "--port", "0", "--api-key", KEY, *args],
+                [*SYNCD, "emulator", "--port", "0", *keys, *args],
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 text=True,
@@ -99,6 +103,16 @@ class Emulator:
         with urllib.request.urlopen(self.url + path, timeout=60) as resp:
             return json.loads(resp.read())
 
+    def post(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return json.loads(resp.read())
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -109,7 +123,7 @@ class Emulator:
                 self.process.wait()
 
 
-def write_config(directory: Path, emulator: Emulator) -> Path:
+def write_config(directory: Path, emulator: Emulator, key: str = KEY) -> Path:
     config = directory / "syncd.toml"
     config.write_text(
         "\n".join(
@@ -117,7 +131,7 @@ def write_config(directory: Path, emulator: Emulator) -> Path:
                 "[api]",
                 f'url = "{emulator.ready["api_url"]}"',
                 f'app_url = "{emulator.ready["app_url"]}"',
-                f'key = "{KEY}"',
+                f'key = "{key}"',
                 "[database]",
                 f'path = "{directory / "mirror.sqlite"}"',
                 "[limits]",
@@ -372,6 +386,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"second_wall_seconds: {wall2:.2f}")
         print(f"second_sync_reported_seconds: {again['duration_seconds']:.2f}")
         print(f"second_peak_rss_mb: {rss2 / 2**20:.0f}")
+
+        # The same backfill into a fresh mirror with a network's round trip added to every
+        # request (a delay fault), on a key of its own.
+        far = work / "latency"
+        far.mkdir()
+        emulator.post(
+            "/__emulator/faults",
+            {"kind": "delay", "seconds": LATENCY_SECONDS, "count": 10 * requests},
+        )
+        slow, wall3, _ = run_once(write_config(far, emulator, LATENCY_KEY), far / "run.log")
+        print(
+            f"latency_{LATENCY_SECONDS * 1000:.0f}ms_backfill_wall_seconds: {wall3:.1f} "
+            f"({slow['requests']} requests, {slow['rate_limited']} 429s; "
+            f"wall / effective minimum {wall3 / eff_min:.2f})"
+        )
+        print(
+            f"latency_{LATENCY_SECONDS * 1000:.0f}ms_backfill_sync_reported_seconds: "
+            f"{slow['duration_seconds']:.1f}"
+        )
         # Last: the replay loads every entry into this process, whose memory a later child
         # would count in its peak RSS.
         replay_throughput(db, work / "replay.sqlite")
