@@ -202,8 +202,9 @@ class RateBudget:
 
     ``db`` is the store's peewee database (``budget_grants``/``budget_state`` must exist);
     ``runner(fn, *args)`` runs ``fn(*args)`` off the event loop (the store's
-    ``call_budget``, ahead of queued commits; default ``asyncio.to_thread``). ``clock`` returns wall-clock epoch seconds and ``sleep``
-    waits, both injectable so tests need no real time.
+    ``call_budget``, ahead of queued commits; default ``asyncio.to_thread``). ``clock``
+    returns wall-clock epoch seconds and ``sleep`` waits, both injectable so tests need no
+    real time.
     """
 
     def __init__(
