@@ -46,35 +46,15 @@ Row = tuple[Any, ...]
 
 def content_of(entry: TimeEntry) -> Row:
     """The comparable content of a record, in ``CONTENT_COLUMNS`` order."""
-    return (
-        entry.id,
-        entry.workspace_id,
-        entry.date,
-        entry.start_time,
-        entry.end_time,
-        entry.duration_seconds,
-        entry.description or "",
-        1 if entry.billable else 0,
-        1 if entry.manually_entered else 0,
-        entry.team_member_id,
-        entry.team_member_name,
-        entry.project_id,
-        entry.project_name,
-        entry.client_id,
-        entry.client_name,
-        entry.task_id,
-        entry.task_name,
-        entry.created_at,
-        entry.updated_at,
-    )
+    return row_of(entry, "", "")[1 : 1 + len(CONTENT_COLUMNS)]
 
 
 def row_of(entry: TimeEntry, source: str, synced_at: str, rowid: int | None = None) -> Row:
     """The upsert parameters for a record: ``rowid`` (None keeps a stored entry's), then the
     full live row (``deleted_at`` NULL) in ``ENTRY_COLUMNS`` order.
 
-    Written out in full rather than built from :func:`content_of`: a backfill calls this for
-    every entry it writes.
+    The one place that lists the columns' values; a backfill calls it for every entry it
+    writes, so it builds the tuple in one step.
     """
     e = entry
     return (
