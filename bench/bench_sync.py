@@ -49,7 +49,7 @@ SAFETY_MARGIN = 0.1
 #: (``syncd.service.ONCE_SHARES``).
 BACKFILL_MINUTE_SHARE = 0.95
 #: The span syncd counts its per-second cap over (``syncd.store.budget.SECOND_SPAN``).
-SECOND_SPAN = 1.05
+SECOND_SPAN = 1.1
 REPLAYS = 3  # the write throughput is the median of this many replays
 
 

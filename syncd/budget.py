@@ -42,6 +42,9 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 #: Prune old grant rows after this many grants by one budget (and on its first grant).
 PRUNE_EVERY = 1000
+#: How many late grants one request may give back before it goes anyway (a process held up
+#: for that long is better served by the request than by more database calls).
+GIVE_BACKS = 3
 _EPS = 1e-9
 
 
@@ -238,6 +241,7 @@ class RateBudget:
         # The newest server view not yet written: (remaining, reset, seen_at).
         self._observed: tuple[int, float | None, float] | None = None
         self.granted = 0
+        self.late_grants = 0
         self.waited_seconds = 0.0
         self.deferrals = 0
 
@@ -248,24 +252,41 @@ class RateBudget:
     async def acquire(self, priority: Priority = Priority.HOT) -> None:
         """Wait until a request of ``priority`` may be sent, and record it as sent.
 
+        A grant this task could not use within ``LATE_GRANT`` of its recorded moment (the
+        event loop or the process was held up) is given back and asked for again, at most
+        ``GIVE_BACKS`` times, so the record matches when the request really goes.
+
         Raises ``BudgetExhausted`` (with ``resets_at``) when only the next UTC day would
         allow it: the day window, the priority's share of it, or this process's
         ``daily_share``. Raises ``StoreError`` when the database cannot be used.
         """
         await self._turns.enter(priority)
         held = True
+        give_back: int | None = None
+        given_back = 0
         try:
             while True:
-                decision, decided_at = await self._try(priority)
+                decision, decided_at = await self._try(priority, give_back)
+                give_back = None
                 if decision.granted:
                     held = False
                     self._turns.leave()  # the next waiter may reserve the slot after this one
                     # A reserved slot: sleep until it comes, with no further database round
                     # trip (the wait runs from the decision, not from its return).
-                    wait = decided_at + decision.wait - self._clock()
+                    slot = decided_at + decision.wait
+                    wait = slot - self._clock()
                     if decision.wait > 0 and wait > 0:
                         self.waited_seconds += wait
                         await self._sleep(wait)
+                    late = self._clock() - slot
+                    if late > sql.LATE_GRANT and given_back < GIVE_BACKS:
+                        given_back += 1
+                        self.late_grants += 1
+                        log.debug("budget.late_grant", late=round(late, 3), priority=priority.name)
+                        give_back = decision.grant_id
+                        await self._turns.enter(priority)
+                        held = True
+                        continue
                     await self._granted()
                     return
                 if decision.exhausted_until is not None:
@@ -279,11 +300,14 @@ class RateBudget:
             if held:
                 self._turns.leave()
 
-    async def _try(self, priority: Priority) -> tuple[sql.Decision, float]:
+    async def _try(
+        self, priority: Priority, give_back: int | None = None
+    ) -> tuple[sql.Decision, float]:
         """Ask the database once; the decision and the clock reading it was made at.
 
         The clock is read on the database thread, inside the call: a grant is recorded at
         the moment it is made, not when it was asked for (the thread may have been busy).
+        ``give_back`` is a grant row to delete in the same transaction.
         """
         caps = self._caps[priority]
         observed, self._observed = self._observed, None
@@ -291,7 +315,7 @@ class RateBudget:
         def try_acquire(db: Any, clock: Clock) -> tuple[sql.Decision, float]:
             now = clock()
             decision = sql.try_acquire(
-                db, self.key_id, now, caps, int(priority), self._pid, observed
+                db, self.key_id, now, caps, int(priority), self._pid, observed, give_back
             )
             return decision, now
 

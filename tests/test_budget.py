@@ -591,3 +591,54 @@ async def test_runs_on_the_store_thread(tmp_path):
         snap = await budget.snapshot()
     assert snap.used_today == 3
     assert snap.granted == 3
+
+
+class LateTime(FakeTime):
+    """A clock whose first ``late`` sleeps until a reserved slot (those no longer than
+    ``RESERVE_AHEAD``) overrun by ``by`` seconds: a stalled process."""
+
+    def __init__(self, late: int, by: float) -> None:
+        super().__init__()
+        self.late, self.by = late, by
+
+    async def sleep(self, seconds: float) -> None:
+        if self.late > 0 and seconds <= RESERVE_AHEAD:
+            self.late -= 1
+            seconds += self.by
+        await super().sleep(seconds)
+
+
+async def test_a_grant_used_late_is_given_back_and_asked_for_again(db):
+    """When a reserved slot is woken up for late (the process stalled), the stale grant is
+    deleted and the request asks again, so the recorded times stay those the requests
+    really went at."""
+    clock = LateTime(late=1, by=0.2)
+    budget = make_budget(db, clock, limits=BudgetLimits(per_second=2, safety_margin=0))
+    sent_at = []
+    for _ in range(3):
+        await budget.acquire(Priority.HOT)
+        sent_at.append(clock.now)
+
+    assert budget.late_grants == 1
+    assert grant_times(db) == pytest.approx(sent_at)
+    assert sent_at[2] == pytest.approx(T0 + SECOND_SPAN + 0.2)
+
+
+async def test_a_request_held_up_every_time_goes_after_three_give_backs(db):
+    """If every grant reaches the request late (the event loop stays busy), the request
+    gives three back and then goes, with one grant row recorded for it."""
+    clock = FakeTime()
+
+    async def busy_loop(fn, *args):
+        result = fn(*args)
+        clock.now += 0.1  # the answer waits for a busy event loop
+        return result
+
+    budget = RateBudget(
+        db, KEY_ID, limits=BudgetLimits(safety_margin=0), runner=busy_loop, clock=clock,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    await budget.acquire(Priority.HOT)
+
+    assert budget.late_grants == 3
+    assert grant_times(db) == [pytest.approx(T0 + 0.3)]
