@@ -129,6 +129,31 @@ def transport_error(exc: BaseException, request: api.HttpRequest) -> ApiError:
     return TransportError(f"{type(exc).__name__} on {where}: {exc}")
 
 
+async def _unless_stopped_while_waiting(
+    call: asyncio.Future[T], stop: asyncio.Event, waiting: asyncio.Event
+) -> T:
+    """The result of ``call``, unless ``stop`` is set while ``waiting`` is: then ``call`` is
+    cancelled and ``ShutdownRequested`` raised. Raises what ``call`` raises otherwise.
+    """
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        while not call.done():  # stopped: an exchange on the wire may finish first
+            if waiting.is_set():
+                call.cancel()
+                await asyncio.wait({call})
+                raise ShutdownRequested("stop requested; the waiting request is not sent")
+            went_waiting = asyncio.ensure_future(waiting.wait())
+            try:
+                await asyncio.wait({call, went_waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                went_waiting.cancel()
+        return call.result()
+    finally:
+        stopped.cancel()
+        call.cancel()  # when this task itself is cancelled; a no-op once the call is done
+
+
 class HttpClient:
     """The real upstream client. One instance per API key, sharing one session.
 
@@ -137,8 +162,10 @@ class HttpClient:
     ``app_url`` the Zapier API host. ``version`` is sent as ``X-Accept-Version``.
     ``on_outcome(label)`` is called after every attempt that reached the network (for
     metrics; labels as :func:`outcome_of`). Once ``should_stop()`` is true no retry starts:
-    the call raises ``ShutdownRequested`` instead, so a stop during an upstream outage waits
-    at most one backoff, not the whole retry budget.
+    the call raises ``ShutdownRequested`` instead. With ``stop`` (the stop signal's event), a
+    call that is waiting (for the budget, or out a backoff between attempts) when it is set
+    ends at once with ``ShutdownRequested``; an exchange on the wire is let finish, so its
+    window can still be committed.
     """
 
     def __init__(
@@ -155,6 +182,7 @@ class HttpClient:
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._session = session
         self._budget = budget
@@ -167,6 +195,7 @@ class HttpClient:
         self._clock = clock
         self._on_outcome = on_outcome
         self._should_stop = should_stop
+        self._stop = stop
         self.stats = ClientStats()
 
     def __repr__(self) -> str:
@@ -223,6 +252,20 @@ class HttpClient:
     # ------------------------------------------------------------------ machinery
 
     async def _call(self, request: api.HttpRequest, priority: Priority, parse: Parser[T]) -> T:
+        if self._stop is None:
+            return await self._retrying(request, priority, parse, None)
+        waiting = asyncio.Event()  # set while no exchange of this call is on the wire
+        waiting.set()
+        call = asyncio.ensure_future(self._retrying(request, priority, parse, waiting))
+        return await _unless_stopped_while_waiting(call, self._stop, waiting)
+
+    async def _retrying(
+        self,
+        request: api.HttpRequest,
+        priority: Priority,
+        parse: Parser[T],
+        waiting: asyncio.Event | None,
+    ) -> T:
         policy = self._retry
         attempt_no = 0
         try:
@@ -240,7 +283,7 @@ class HttpClient:
                         if self._should_stop():
                             raise ShutdownRequested("stop requested; the request is not retried")
                         self.stats.retries += 1
-                    return await self._attempt(request, priority, parse, attempt_no)
+                    return await self._attempt(request, priority, parse, attempt_no, waiting)
         except ApiError as exc:
             self.stats.failures += 1
             log.error(
@@ -254,14 +297,24 @@ class HttpClient:
         raise AssertionError("unreachable: stamina ends with a result or an exception")
 
     async def _attempt(
-        self, request: api.HttpRequest, priority: Priority, parse: Parser[T], attempt_no: int
+        self,
+        request: api.HttpRequest,
+        priority: Priority,
+        parse: Parser[T],
+        attempt_no: int,
+        waiting: asyncio.Event | None,
     ) -> T:
         await self._budget.acquire(priority)
+        if waiting is not None:
+            waiting.clear()
         try:
             result = await self._exchange(request, parse, attempt_no)
         except ApiError as exc:
             self._record(outcome_of(exc))
             raise
+        finally:
+            if waiting is not None:
+                waiting.set()
         self._record("ok")
         return result
 

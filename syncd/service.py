@@ -221,6 +221,7 @@ async def open_runtime(
                 ),
                 on_outcome=on_outcome,
                 should_stop=should_stop,
+                stop=stop,
             )
             engine = SyncEngine(
                 client,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import peewee
@@ -132,10 +134,12 @@ class Script:
         )
 
 
-async def serve(aiohttp_server, routes: dict[tuple[str, str], Script]):
+async def serve(aiohttp_server, routes: dict[tuple[str, str], Any]):
     app = web.Application()
     for (method, path), handler in routes.items():
-        app.router.add_route(method, path, handler.__call__)
+        app.router.add_route(
+            method, path, handler if inspect.isfunction(handler) else handler.__call__
+        )
     return await aiohttp_server(app)
 
 
@@ -327,6 +331,45 @@ async def test_stop_during_an_outage_ends_the_retries(aiohttp_server, session, b
         await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.HOT)
     assert client.stats.requests == 1
     assert client.stats.retries == 0
+
+
+async def test_stop_during_a_backoff_ends_the_call_at_once(aiohttp_server, session, budget):
+    """A stop signal that arrives while a failed request waits out a long backoff ends
+    the call at once (no further request), instead of after the backoff."""
+    route = Script((503, b"<html>busy</html>"))
+    server = await serve(aiohttp_server, {("POST", FIND): route})
+    stop = asyncio.Event()
+    slow = RetryPolicy(max_attempts=3, total_timeout=120, wait_initial=60, wait_max=60)
+
+    def outcome(label: str) -> None:
+        asyncio.get_running_loop().call_later(0.2, stop.set)  # during the backoff
+
+    client = make_client(
+        session, budget, base_of(server), retry=slow, on_outcome=outcome, stop=stop
+    )
+    started = time.monotonic()
+    with pytest.raises(ShutdownRequested):
+        await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.HOT)
+    assert time.monotonic() - started < 10
+    assert client.stats.requests == 1
+
+
+async def test_stop_lets_the_exchange_on_the_wire_finish(aiohttp_server, session, budget):
+    """A stop signal that arrives while a response is on its way does not throw that
+    response away: the call returns it (the window can still be committed)."""
+    stop = asyncio.Event()
+
+    async def slow_find(request: web.Request) -> web.Response:
+        stop.set()  # the signal arrives while the request is being answered
+        await asyncio.sleep(0.2)
+        return web.json_response([ENTRY])
+
+    server = await serve(aiohttp_server, {("POST", FIND): slow_find})
+    client = make_client(session, budget, base_of(server), stop=stop)
+    entries = await client.find_time_entries(
+        "w1", date_from=None, date_to=None, priority=Priority.HOT
+    )
+    assert [e.id for e in entries] == ["te-1"]
 
 
 @pytest.mark.parametrize(
