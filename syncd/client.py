@@ -17,8 +17,10 @@ error is raised. A failure never turns into an empty result.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -49,6 +51,17 @@ DEFAULT_APP_URL = "https://app.timetracker.in"
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=60)
 #: Answers smaller than this are parsed on the event loop; larger ones on a worker thread.
 PARSE_INLINE_BYTES = 64 * 1024
+
+
+@functools.cache
+def _parse_thread() -> ThreadPoolExecutor:
+    """The process's one thread for parsing large answers.
+
+    One, not a pool: parsing holds the GIL, and more parsing threads would only take it
+    from the database thread, which is what a backfill of several workspaces waits on.
+    """
+    return ThreadPoolExecutor(1, thread_name_prefix="syncd-parse")
+
 
 T = TypeVar("T")
 Parser = Callable[[int, Any, bytes, str], T]
@@ -335,7 +348,9 @@ class HttpClient:
                 return parse(status, headers, body, request.url)
             # A large answer (a backfill window) is parsed off the event loop, which stays
             # free to send the next request the moment the budget grants it.
-            return await asyncio.to_thread(parse, status, headers, body, request.url)
+            return await asyncio.get_running_loop().run_in_executor(
+                _parse_thread(), parse, status, headers, body, request.url
+            )
         except ApiError as exc:
             log.warning(
                 "api.attempt_failed",
