@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiohttp import web
 
@@ -66,7 +67,8 @@ async def _serve(request: web.Request, handler, surface: str, key: str | None):
         return await _call(request, handler, surface)
     if key is None or key not in emu.world.keys:
         return _unauthorized(surface)
-    decision = emu.limiter.hit(key)
+    workspace = await _workspace_of(request) if emu.limiter.scope != "key" else None
+    decision = emu.limiter.hit(key, workspace)
     if not decision.allowed:
         if surface == "v1":
             resp = v1_error(
@@ -82,6 +84,19 @@ async def _serve(request: web.Request, handler, surface: str, key: str | None):
         resp = await _call(request, handler, surface)
     rate_headers(resp, decision)
     return resp
+
+
+async def _workspace_of(request: web.Request) -> str | None:
+    """The workspace a request names (path, query or JSON body), for per-workspace limits."""
+    named = request.match_info.get("ws") or request.query.get("workspace_id")
+    if named or request.method != "POST" or not request.can_read_body:
+        return named or None
+    try:  # the body is cached: the handler reads it again
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = body.get("workspace_id") if isinstance(body, dict) else None
+    return str(value) if value not in (None, "") else None
 
 
 async def _call(request: web.Request, handler, surface: str) -> web.StreamResponse:
@@ -103,6 +118,7 @@ async def _apply_fault(request, handler, fault: Fault, surface: str, key: str | 
         await asyncio.sleep(fault.seconds)
         return await _serve(request, handler, surface, key)
     known = key is not None and key in emu.world.keys
+    workspace = await _workspace_of(request) if known and emu.limiter.scope != "key" else None
     if known:
         emu.limiter.count_only(key)
     if fault.kind == "drop":
@@ -132,14 +148,14 @@ async def _apply_fault(request, handler, fault: Fault, surface: str, key: str | 
         stream.content_type = "application/json"
         stream.content_length = len(body)
         if known:
-            rate_headers(stream, emu.limiter.peek(key))
+            rate_headers(stream, emu.limiter.peek(key, workspace))
         await stream.prepare(request)
         await stream.write(body[: max(1, len(body) // 2)])
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError
     if known:
-        rate_headers(resp, emu.limiter.peek(key))
+        rate_headers(resp, emu.limiter.peek(key, workspace))
     return resp
 
 

@@ -11,6 +11,7 @@ import sys
 import click
 from aiohttp import web
 
+from .ratelimit import SCOPES
 from .settings import EXTENSIONS, EmulatorSettings
 from .timefmt import parse_iso
 
@@ -68,6 +69,13 @@ def _now(ctx, param, value: str | None) -> float | None:
 @click.option("--rate-per-second", default=10, show_default=True, type=click.IntRange(0))
 @click.option("--rate-per-minute", default=100, show_default=True, type=click.IntRange(0))
 @click.option("--rate-per-day", default=10_000, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--rate-scope",
+    type=click.Choice(SCOPES),
+    default=SCOPES[0],
+    show_default=True,
+    help="One budget per key, or per key and workspace (requests naming none share one).",
+)
 @click.option(
     "--allow-http-webhooks",
     is_flag=True,
@@ -137,6 +145,7 @@ def emulator_command(
     rate_per_second,
     rate_per_minute,
     rate_per_day,
+    rate_scope,
     allow_http_webhooks,
     webhook_retry_delays,
     webhook_timeout,
@@ -171,6 +180,7 @@ def emulator_command(
         rate_per_second=rate_per_second,
         rate_per_minute=rate_per_minute,
         rate_per_day=rate_per_day,
+        rate_scope=rate_scope,
         allow_http_webhooks=allow_http_webhooks,
         webhook_retry_delays=webhook_retry_delays,
         webhook_timeout=webhook_timeout,

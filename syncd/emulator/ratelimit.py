@@ -1,4 +1,5 @@
-"""Per-key rate limits (1 s, rolling 60 s, UTC day) and the per-key request statistics."""
+"""Rate limits (1 s, rolling 60 s, UTC day) per key, or per key and workspace, and the
+per-key request statistics."""
 
 from __future__ import annotations
 
@@ -41,19 +42,47 @@ class KeyState:
         self.max_minute = 0
 
 
+#: Scopes of the limits: one budget per key (the intro's reading of the docs), or one per
+#: key and workspace (the create pages'); requests naming no workspace share one more.
+SCOPES = ("key", "key-and-workspace")
+
+
 class RateLimiter:
     """Sliding-window limits: at most ``per_second`` in any 1 s, ``per_minute`` in any
-    60 s and ``per_day`` per UTC day. Refused requests consume nothing."""
+    60 s and ``per_day`` per UTC day, per key or (``scope="key-and-workspace"``) per key
+    and workspace. Refused requests consume nothing. The statistics are per key in both
+    scopes (all the key's requests together)."""
 
     def __init__(
-        self, clock: Clock, *, enabled: bool, per_second: int, per_minute: int, per_day: int
+        self,
+        clock: Clock,
+        *,
+        enabled: bool,
+        per_second: int,
+        per_minute: int,
+        per_day: int,
+        scope: str = "key",
     ) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         self.clock = clock
         self.enabled = enabled
         self.per_second = per_second
         self.per_minute = per_minute
         self.per_day = per_day
+        self.scope = scope
         self.keys: dict[str, KeyState] = {}
+        self.buckets: dict[tuple[str, str], KeyState] = {}  # the per-workspace scope's
+
+    def bucket(self, key: str, workspace: str | None) -> KeyState:
+        """The state whose windows limit a request of ``key`` naming ``workspace``."""
+        if self.scope == "key":
+            return self.state(key)
+        name = (key, workspace or "")
+        st = self.buckets.get(name)
+        if st is None:
+            st = self.buckets[name] = KeyState()
+        return st
 
     def state(self, key: str) -> KeyState:
         st = self.keys.get(key)
@@ -85,10 +114,10 @@ class RateLimiter:
             out.append((self.per_day - st.day_count, (st.day + 1) * 86400.0))
         return out
 
-    def peek(self, key: str) -> Decision:
+    def peek(self, key: str, workspace: str | None = None) -> Decision:
         """Header values without consuming anything."""
         now = self.clock.now()
-        st = self.state(key)
+        st = self.bucket(key, workspace)
         self._prune(st, now)
         return self._decide(st, now, allowed=True)
 
@@ -109,27 +138,33 @@ class RateLimiter:
             decision.reset = math.ceil(max(blocked))
         return decision
 
-    def hit(self, key: str) -> Decision:
-        """Count a request for ``key``; refuse it (without consuming) when over a limit."""
+    def hit(self, key: str, workspace: str | None = None) -> Decision:
+        """Count a request for ``key`` (naming ``workspace``, if any); refuse it (without
+        consuming) when its bucket is over a limit."""
         now = self.clock.now()
         st = self.state(key)
         st.requests += 1
         self._prune(st, now)
+        limited = self.bucket(key, workspace)
+        if limited is not st:
+            self._prune(limited, now)
         if self.enabled and (
-            (self.per_second and len(st.second) >= self.per_second)
-            or (self.per_minute and len(st.minute) >= self.per_minute)
-            or (self.per_day and st.day_count >= self.per_day)
+            (self.per_second and len(limited.second) >= self.per_second)
+            or (self.per_minute and len(limited.minute) >= self.per_minute)
+            or (self.per_day and limited.day_count >= self.per_day)
         ):
             st.rate_limited += 1
-            return self._decide(st, now, allowed=False)
-        st.second.append(now)
-        st.minute.append(now)
-        st.day_count += 1
+            return self._decide(limited, now, allowed=False)
+        for counted in (st, limited) if limited is not st else (st,):
+            counted.second.append(now)
+            counted.minute.append(now)
+            counted.day_count += 1
+        # The key's own windows hold all its accepted requests: its statistics.
         if len(st.second) > st.max_second:
             st.max_second = len(st.second)
         if len(st.minute) > st.max_minute:
             st.max_minute = len(st.minute)
-        return self._decide(st, now, allowed=True)
+        return self._decide(limited, now, allowed=True)
 
     def count_only(self, key: str) -> None:
         """Count a request that never reached the limiter (a fault answered it)."""

@@ -65,6 +65,7 @@ class EmulatorSettings:
     rate_per_second: int = 10
     rate_per_minute: int = 100
     rate_per_day: int = 10_000
+    rate_scope: str = "key"  # or "key-and-workspace" (§7: the docs say both)
     # webhooks
     allow_http_webhooks: bool = False
     webhook_retry_delays: tuple[float, ...] = (1.0, 5.0, 25.0)

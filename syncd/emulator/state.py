@@ -36,6 +36,7 @@ class Emulator:
             per_second=settings.rate_per_second,
             per_minute=settings.rate_per_minute,
             per_day=settings.rate_per_day,
+            scope=settings.rate_scope,
         )
         for key in settings.api_keys:
             self.limiter.state(key)

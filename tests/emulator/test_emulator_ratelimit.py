@@ -119,3 +119,39 @@ async def test_limits_are_configurable_and_can_be_switched_off(make_emulator):
     stats = await off.cjson("GET", "/stats")
     assert stats["keys"]["demo-key"]["requests"] == 0
     assert stats["endpoints"] == {}
+
+
+async def test_per_key_and_workspace_scope(make_emulator):
+    """With ``--rate-scope key-and-workspace`` each workspace a request names has its own
+    windows, requests naming none share one more, and the statistics count the key's
+    requests together."""
+    emu = await _limited(make_emulator, rate_scope="key-and-workspace")
+    first, second = [w["id"] for w in await (await emu.v1("/v1/workspaces")).json()][:2]
+
+    async def find(workspace_id: str) -> int:
+        body = {"workspace_id": workspace_id}
+        return (await emu.api("POST", f"{Z}/triggers/time-entries/find", json=body)).status
+
+    assert [await find(first) for _ in range(11)] == [200] * 10 + [429]
+    assert await find(second) == 200
+    listing = await emu.api("GET", f"{Z}/triggers/clients", params={"workspace_id": second})
+    assert listing.status == 200
+    assert _headers(listing)[1] == 8  # the second workspace's window: 2 of 10 used
+    assert (await emu.v1("/v1/workspaces")).status == 200  # names none: 2 of 10 used
+    stats = (await emu.cjson("GET", "/stats"))["keys"]["demo-key"]
+    assert stats["rate_limited"] == 1
+    assert stats["max_in_any_second"] == 14  # over the limit of 10 for the key as a whole
+
+
+async def test_per_key_scope_counts_every_workspace_together(make_emulator):
+    emu = await _limited(make_emulator)
+    ids = [w["id"] for w in await (await emu.v1("/v1/workspaces")).json()]
+    statuses = [
+        (
+            await emu.api(
+                "POST", f"{Z}/triggers/time-entries/find", json={"workspace_id": ids[i % 2]}
+            )
+        ).status
+        for i in range(10)
+    ]
+    assert statuses == [200] * 9 + [429]
