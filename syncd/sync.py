@@ -54,7 +54,7 @@ _siblings: contextvars.ContextVar[_Siblings | None] = contextvars.ContextVar(
 )
 
 OPEN_END = "9999-12-31"  # the recorded upper bound of a scan with no upper bound
-INITIAL_WINDOW_DAYS = 7
+INITIAL_WINDOW_DAYS = 7  # the first backfill window when the hot window holds nothing
 MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
 REFRESH_SPAN_DAYS = 7  # pushed dates of one workspace closer than this share a re-scan
 BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes
@@ -135,7 +135,8 @@ class SyncEngine:
         """One full cycle: workspaces, hot windows, backfill to the end, a reconcile slice.
 
         Workspaces are worked on at the same time (the budget paces their requests by
-        priority), the hot windows of all of them first.
+        priority), the hot windows of all of them first. A workspace whose whole history was
+        walked by this run's backfill gets no reconcile slice: it was verified just now.
         Raises ``ApiError``/``BudgetExhausted`` when upstream cannot be read,
         ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
         """
@@ -143,8 +144,11 @@ class SyncEngine:
         await _each(workspace_ids, lambda w: self.scan_hot(w, report))
 
         async def history(workspace_id: str) -> None:
+            state = await self.store.workspace_state(workspace_id)
+            walks_all = not state.backfill_complete and state.window_days is None
             await self.backfill(workspace_id, report)
-            await self.reconcile_slice(workspace_id, report)
+            if not walks_all:
+                await self.reconcile_slice(workspace_id, report)
 
         await _each(workspace_ids, history)
         return report
@@ -241,7 +245,7 @@ class SyncEngine:
             and history_start < state.oldest_date
         ):  # history_start was moved earlier: walk on from where the last walk stopped
             state = replace(state, backfill_complete=False, backfill_before=state.oldest_date)
-        size = self._clamp_days(state.window_days or INITIAL_WINDOW_DAYS)
+        size = self._clamp_days(state.window_days or await self._first_window_days(workspace_id))
         empty_days = 0
         windows = 0
         # Window n is committed while window n+1 is fetched: its size depends only on how
@@ -520,6 +524,19 @@ class SyncEngine:
                 )
             )
         return len(scan.entries)
+
+    async def _first_window_days(self, workspace_id: str) -> float:
+        """The first backfill window, sized from the density of the hot window (the newest
+        history, scanned just before); ``INITIAL_WINDOW_DAYS`` when that holds nothing.
+
+        Raises ``StoreError``.
+        """
+        days = self.settings.hot_window_days
+        hot_from = self.clock().date() - timedelta(days=days - 1)
+        count = await self.store.count_live_entries(workspace_id, _iso(hot_from))
+        if count == 0:
+            return INITIAL_WINDOW_DAYS
+        return days * self.settings.window_target_entries / count
 
     def _clamp_days(self, days: float) -> int:
         low, high = self.settings.window_min_days, self.settings.window_max_days

@@ -129,6 +129,27 @@ async def test_dense_period_is_fetched_in_more_smaller_windows_under_the_respons
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
+async def test_first_backfill_window_is_sized_from_the_hot_window(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """The first backfill window already holds about the target: its size comes from how
+    many entries the hot window held, not from a small fixed start grown step by step."""
+    today = clock.today()
+    for offset in range(300):  # 10 entries a day
+        upstream.add_many(days_back(today, *[offset] * 10))
+    engine = make_engine(
+        upstream, store, clock, history_start=clock.days_ago(299), window_target_entries=200
+    )
+
+    await run_once(engine, clock)
+
+    backfill = finds(upstream, Priority.BACKFILL)
+    assert 150 <= backfill[0].returned <= 250, [f.returned for f in backfill]
+    # 2,970 entries below the hot window at about 200 a window
+    assert len(backfill) <= math.ceil(2970 / 200) + 1, [f.returned for f in backfill]
+    assert mirror.live(db_path) == mirror.expected(upstream.entries)
+
+
 async def test_sparse_history_backfills_in_few_requests(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
@@ -214,6 +235,9 @@ async def test_backdated_entry_is_found_when_every_known_entry_is_hot(
         upstream, store, clock, hot_window_days=3, interval_seconds=86400,
         reconcile_period_days=7,
     )  # fmt: skip
+    await run_once(engine, clock)  # the backfill, which ends with its own probe below
+    assert len(finds(upstream, Priority.RECONCILE)) == 0
+    clock.advance(hours=1)
     await run_once(engine, clock)
     assert len(finds(upstream, Priority.RECONCILE)) == 1  # the probe below the hot window
     clock.advance(hours=1)
