@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             f"backfill_min_seconds_syncd_pacing: {pacing_min:.1f} ({eff_s} per {SECOND_SPAN} s,"
             f" {backfill_m}/min)"
         )
+        print(f"backfill_wall_vs_syncd_pacing_min: {wall / pacing_min:.2f}")
         sync_seconds = summary["duration_seconds"]
         print(
             f"backfill_sync_reported_vs_effective_min: {sync_seconds / eff_min:.2f}"
