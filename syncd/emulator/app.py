@@ -67,8 +67,7 @@ async def _serve(request: web.Request, handler, surface: str, key: str | None):
         return await _call(request, handler, surface)
     if key is None or key not in emu.world.keys:
         return _unauthorized(surface)
-    workspace = await _workspace_of(request) if emu.limiter.scope != "key" else None
-    decision = emu.limiter.hit(key, workspace)
+    decision = emu.limiter.hit(key, await _limited_workspace(request, emu))
     if not decision.allowed:
         if surface == "v1":
             resp = v1_error(
@@ -86,8 +85,11 @@ async def _serve(request: web.Request, handler, surface: str, key: str | None):
     return resp
 
 
-async def _workspace_of(request: web.Request) -> str | None:
-    """The workspace a request names (path, query or JSON body), for per-workspace limits."""
+async def _limited_workspace(request: web.Request, emu: Emulator) -> str | None:
+    """The workspace a request names (path, query or JSON body) when the limits are per key
+    and workspace; None when they are per key."""
+    if emu.limiter.scope == "key":
+        return None
     named = request.match_info.get("ws") or request.query.get("workspace_id")
     if named or request.method != "POST" or not request.can_read_body:
         return named or None
@@ -118,7 +120,7 @@ async def _apply_fault(request, handler, fault: Fault, surface: str, key: str | 
         await asyncio.sleep(fault.seconds)
         return await _serve(request, handler, surface, key)
     known = key is not None and key in emu.world.keys
-    workspace = await _workspace_of(request) if known and emu.limiter.scope != "key" else None
+    workspace = await _limited_workspace(request, emu) if known else None
     if known:
         emu.limiter.count_only(key)
     if fault.kind == "drop":
