@@ -203,8 +203,7 @@ class SyncEngine:
 
         Raises what :meth:`run_once` raises.
         """
-        today = self.clock().date()
-        hot_from = today - timedelta(days=self.settings.hot_window_days - 1)
+        hot_from = self._hot_from()
         state = await self.store.workspace_state(workspace_id)
         state = replace(state, last_hot_scan_at=format_timestamp(self.clock()))
         if state.backfill_before is None:
@@ -324,8 +323,7 @@ class SyncEngine:
         state = await self.store.workspace_state(workspace_id)
         if not state.backfill_complete:
             return
-        today = self.clock().date()
-        top = today - timedelta(days=self.settings.hot_window_days)  # newest non-hot date
+        top = self._hot_from() - timedelta(days=1)  # newest non-hot date
         bottom = _day(state.oldest_date) if state.oldest_date else None
         if bottom is None and self.settings.history_start:
             bottom = _day(self.settings.history_start)
@@ -531,12 +529,14 @@ class SyncEngine:
 
         Raises ``StoreError``.
         """
-        days = self.settings.hot_window_days
-        hot_from = self.clock().date() - timedelta(days=days - 1)
-        count = await self.store.count_live_entries(workspace_id, _iso(hot_from))
+        count = await self.store.count_live_entries(workspace_id, _iso(self._hot_from()))
         if count == 0:
             return INITIAL_WINDOW_DAYS
-        return days * self.settings.window_target_entries / count
+        return self.settings.hot_window_days * self.settings.window_target_entries / count
+
+    def _hot_from(self) -> date:
+        """The first day of the hot window (today is its last full day)."""
+        return self.clock().date() - timedelta(days=self.settings.hot_window_days - 1)
 
     def _clamp_days(self, days: float) -> int:
         low, high = self.settings.window_min_days, self.settings.window_max_days
