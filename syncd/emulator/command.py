@@ -12,7 +12,7 @@ import click
 from aiohttp import web
 
 from .ratelimit import SCOPES
-from .settings import EXTENSIONS, EmulatorSettings
+from .settings import EXTENSIONS, EmulatorSettings, is_header_value
 from .timefmt import parse_iso
 
 
@@ -45,6 +45,12 @@ def _extensions(ctx, param, values: tuple[str, ...]) -> frozenset[str]:
             f"unknown: {', '.join(sorted(unknown))} (known: {', '.join(sorted(EXTENSIONS))})"
         )
     return frozenset(names)
+
+
+def _header_value(ctx, param, value: str) -> str:
+    if not is_header_value(value):
+        raise click.BadParameter("a non-empty header value in printable ASCII, e.g. text/plain")
+    return value
 
 
 def _now(ctx, param, value: str | None) -> float | None:
@@ -132,6 +138,48 @@ def _now(ctx, param, value: str | None) -> float | None:
     show_default=True,
 )
 @click.option("--lenient-auth", is_flag=True, help="Accept either surface's auth header.")
+@click.option(
+    "--date-bounds",
+    type=click.Choice(["inclusive", "exclusive"]),
+    default="inclusive",
+    show_default=True,
+    help="Whether find's date_after/date_before include the bound itself.",
+)
+@click.option(
+    "--find-cap",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Time-entry find answers silently hold at most N entries (0 = no cap).",
+)
+@click.option(
+    "--find-timeout-above",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="A time-entry find matching more than N entries answers 504 (0 = never).",
+)
+@click.option(
+    "--find-timeout-delay",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds that 504 takes to come.",
+)
+@click.option(
+    "--webhook-headers",
+    type=click.Choice(["full", "none"]),
+    default="full",
+    show_default=True,
+    help="none: deliveries carry no X-Timetracker-* headers and no signature.",
+)
+@click.option(
+    "--webhook-content-type",
+    default="application/json",
+    show_default=True,
+    callback=_header_value,
+    help="Content-Type of webhook deliveries.",
+)
 def emulator_command(
     host,
     port,
@@ -159,6 +207,12 @@ def emulator_command(
     team_member_required,
     date_filter_field,
     lenient_auth,
+    date_bounds,
+    find_cap,
+    find_timeout_above,
+    find_timeout_delay,
+    webhook_headers,
+    webhook_content_type,
 ) -> None:
     """Run an offline Timetracker (core /v1 API, Zapier /api, control /__emulator/)."""
     if not is_loopback(host):
@@ -194,6 +248,12 @@ def emulator_command(
         team_member_required=team_member_required,
         date_filter_field=date_filter_field,
         lenient_auth=lenient_auth,
+        date_bounds=date_bounds,
+        find_cap=find_cap,
+        find_timeout_above=find_timeout_above,
+        find_timeout_delay=find_timeout_delay,
+        webhook_headers=webhook_headers,
+        webhook_content_type=webhook_content_type,
     )
     asyncio.run(serve(settings))
 

@@ -14,6 +14,7 @@ from . import actions, shapes
 from .faults import FaultSpecError, parse_fault
 from .responses import json_response, raw_json
 from .seed import _seed_key_users
+from .settings import runtime_changes
 from .state import EMU, Emulator
 from .timefmt import fmt_ms, parse_iso
 from .world import Entry, Member, Workspace, sort_newest_first
@@ -433,6 +434,22 @@ async def set_health(request: web.Request, emu: Emulator) -> web.Response:
     return json_response({"healthy": emu.health_error is None})
 
 
+@_handler
+async def get_settings(request: web.Request, emu: Emulator) -> web.Response:
+    return json_response(emu.settings.public())
+
+
+@_handler
+async def patch_settings(request: web.Request, emu: Emulator) -> web.Response:
+    body = await _body(request)
+    try:
+        settings = runtime_changes(emu.settings, body)
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    emu.use_settings(settings)
+    return json_response(settings.public())
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{C}/workspaces", workspaces)
@@ -456,3 +473,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{C}/keys", add_key)
     r.add_delete(f"{C}/keys/{{key}}", revoke_key)
     r.add_post(f"{C}/health", set_health)
+    r.add_get(f"{C}/settings", get_settings)
+    r.add_patch(f"{C}/settings", patch_settings)

@@ -69,3 +69,15 @@ def surface_error(surface: str, status: int, message: str | None = None) -> web.
     if surface == "v1":
         return v1_error(status)
     return api_error(status, message or API_MESSAGES.get(status, "Internal server error"))
+
+
+GATEWAY_TIMEOUT_HTML = (
+    "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    "<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def gateway_timeout() -> web.Response:
+    """What a reverse proxy in front of the service sends when the service is too slow:
+    504 with its own HTML page, not the API's JSON error body."""
+    return web.Response(text=GATEWAY_TIMEOUT_HTML, status=504, content_type="text/html")

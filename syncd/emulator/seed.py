@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from .timefmt import DAY_MS
@@ -151,6 +152,8 @@ DESCRIPTIONS = [
 ]
 
 RUNNING_PER_WORKSPACE = 2
+BACKDATED_SHARE = 0.07  # entries created 1-60 days after their date (late timesheets)
+PLANNED_SHARE = 0.005  # entries created 1-14 days before their date (planned)
 
 
 def _person(rng: random.Random) -> str:
@@ -271,6 +274,7 @@ def seed_world(
             world.tagset(tuple(rng.sample(tags, rng.randint(1, 3)))) for _ in range(14)
         ]
         _seed_entries(world, rng, ws, projects, tagsets, per_ws[w], days, today, now_ms)
+        _backdate(world, random.Random(f"{seed}:backdate:{w}"), ws, now_ms)
 
     _seed_key_users(world, seed, api_keys)
     return world
@@ -347,6 +351,57 @@ def _seed_entries(world, rng, ws, projects, tagsets, n, days, today, now_ms) -> 
                 start,
             )
         )
+
+
+def _backdate(world: World, rng: random.Random, ws: Workspace, now_ms: int) -> None:
+    """Move the creation time of some finished entries away from their date.
+
+    ``BACKDATED_SHARE`` of them were entered 1-60 days after their date (most within a
+    week: last week's timesheet), ``PLANNED_SHARE`` 1-14 days before it. Both kinds are
+    manual entries; manual entries are chosen first, so the share of manual entries barely
+    moves. An edit after the last write stays an edit (``updated`` keeps its distance), and
+    ``updated`` is never before ``created``. Draws only from ``rng``, so every other seeded
+    value is the same as without this.
+    """
+    done = [e for day in ws.day_keys for e in ws.days[day] if e.end is not None]
+    if not done:
+        return
+    latest_day = (now_ms - 1000) // DAY_MS - 1  # a later day must have begun by now
+    manual = [e for e in done if e.manual]
+    others = [e for e in done if not e.manual]
+    rng.shuffle(manual)
+    want_late = math.ceil(len(done) * BACKDATED_SHARE)
+    want_planned = math.ceil(len(done) * PLANNED_SHARE)
+    extra = want_late + want_planned - len(manual)
+    pool = manual + (rng.sample(others, min(extra, len(others))) if extra > 0 else [])
+    late = [e for e in pool if e.date // DAY_MS <= latest_day][:want_late]
+    chosen = {id(e) for e in late}
+    planned = [e for e in pool if id(e) not in chosen][:want_planned]
+    hour = 3_600_000
+    for e in late:
+        day = e.date // DAY_MS
+        r = rng.random()
+        after = (
+            rng.randint(1, 7) if r < 0.7 else rng.randint(8, 21) if r < 0.9 else rng.randint(22, 60)
+        )
+        at = (day + after) * DAY_MS + rng.randrange(8 * hour, 19 * hour)
+        at = max(at, (e.end or 0) + 60_000)
+        _recreate(e, max((day + 1) * DAY_MS, min(at, now_ms - 1000)), now_ms)
+    for e in planned:
+        day = e.date // DAY_MS
+        at = (day - rng.randint(1, 14)) * DAY_MS + rng.randrange(8 * hour, 19 * hour)
+        _recreate(e, max(ws.created, at), now_ms)
+    ws.by_created = ws.created_keys = None
+    world.invalidate_latest()
+
+
+def _recreate(e: Entry, created: int, now_ms: int) -> None:
+    """Make ``e`` a manual entry created at ``created``, keeping any later edit."""
+    last_write = e.created if e.manual else (e.end or e.created)
+    edited = max(0, e.updated - last_write)
+    e.manual = True
+    e.created = created
+    e.updated = max(created, min(now_ms - 1000, created + edited))
 
 
 def _uuid(rng: random.Random) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 #: Extension switches (all off by default; none of them exists in the documented service).
 EXTENSIONS = frozenset(
@@ -81,6 +81,13 @@ class EmulatorSettings:
     team_member_required: bool = False
     date_filter_field: str = "date"  # "date" | "created_at"
     lenient_auth: bool = False
+    # switches for readings the docs leave open (§7, §8; first value = default)
+    date_bounds: str = "inclusive"  # "inclusive" | "exclusive" (date_after/date_before)
+    find_cap: int = 0  # time-entry find answers hold at most N entries (0: no cap)
+    find_timeout_above: int = 0  # a find matching more than N entries gets 504 (0: never)
+    find_timeout_delay: float = 0.2  # seconds the 504 takes to come
+    webhook_headers: str = "full"  # "full" | "none" (no X-Timetracker-* headers, no signature)
+    webhook_content_type: str = "application/json"
 
     def __post_init__(self) -> None:
         unknown = set(self.extensions) - EXTENSIONS
@@ -93,10 +100,24 @@ class EmulatorSettings:
             "tag_create_path": ("triggers", "actions", "both"),
             "date_filter_field": ("date", "created_at"),
             "webhook_scope": ("all-workspaces", "default-workspace"),
+            "date_bounds": ("inclusive", "exclusive"),
+            "webhook_headers": ("full", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        for name in ("find_cap", "find_timeout_above"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer (0 = off)")
+        delay = self.find_timeout_delay
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError("find_timeout_delay must be a non-negative number of seconds")
+        if not is_header_value(self.webhook_content_type):
+            raise ValueError(
+                "webhook_content_type must be a non-empty header value (printable ASCII, "
+                "e.g. application/json)"
+            )
         if not self.api_keys:
             raise ValueError("at least one API key is needed")
 
@@ -105,3 +126,89 @@ class EmulatorSettings:
 
     def has(self, extension: str) -> bool:
         return extension in self.extensions
+
+    def public(self) -> dict:
+        """Every setting as JSON values (the clock left out)."""
+        out = {}
+        for f in fields(self):
+            if f.name == "clock":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def is_header_value(value: object) -> bool:
+    """True for a string usable as an HTTP header value (no control characters)."""
+    return isinstance(value, str) and value.strip() != "" and all(" " <= ch <= "~" for ch in value)
+
+
+#: Settings a running emulator can change (``PATCH /__emulator/settings``), by kind of value.
+#: The others shape the seeded data, the routes, the rate limiter or the webhook session,
+#: and are fixed at start.
+RUNTIME_SETTINGS: dict[str, str] = {
+    "date_filter_field": "text",
+    "date_bounds": "text",
+    "find_cap": "count",
+    "find_timeout_above": "count",
+    "find_timeout_delay": "seconds",
+    "webhook_headers": "text",
+    "webhook_content_type": "text",
+    "webhook_scope": "text",
+    "webhook_id_format": "text",
+    "webhook_retry_delays": "delays",
+    "delete_unknown_webhook": "text",
+    "delete_webhook_success": "text",
+    "billable_required": "flag",
+    "team_member_required": "flag",
+    "lenient_auth": "flag",
+    "allow_http_webhooks": "flag",
+}
+
+
+def runtime_changes(settings: EmulatorSettings, body: dict) -> EmulatorSettings:
+    """``settings`` with the changes in ``body`` (names as fields or as flags, e.g.
+    ``find_cap`` or ``find-cap``) applied.
+
+    Raises ValueError naming the first setting that is unknown, fixed at start, or given a
+    value of the wrong kind.
+    """
+    changes: dict = {}
+    known = {f.name for f in fields(settings)} - {"clock"}
+    for raw_name, value in body.items():
+        name = str(raw_name).replace("-", "_")
+        kind = RUNTIME_SETTINGS.get(name)
+        if kind is None:
+            if name in known:
+                raise ValueError(f"{name} is fixed at start; restart the emulator to change it")
+            raise ValueError(f"unknown setting: {raw_name}")
+        changes[name] = _coerce(name, kind, value)
+    return replace(settings, **changes)
+
+
+def _coerce(name: str, kind: str, value: object) -> object:
+    if kind == "flag":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer (0 = off)")
+        return value
+    if kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number of seconds")
+        return float(value)
+    if kind == "delays":
+        if not isinstance(value, list) or not all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in value
+        ):
+            raise ValueError(f"{name} must be a list of non-negative numbers of seconds")
+        return tuple(float(v) for v in value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value

@@ -48,6 +48,12 @@ class Emulator:
     def now_ms(self) -> int:
         return self.clock.now_ms()
 
+    def use_settings(self, settings: EmulatorSettings) -> None:
+        """Switch a running emulator to ``settings`` (only fields every request reads anew
+        may differ; see ``RUNTIME_SETTINGS``)."""
+        self.settings = settings
+        self.dispatcher.settings = settings
+
 
 EMU = web.AppKey("emulator", Emulator)
 REQ_KEY = web.RequestKey("api_key", str)

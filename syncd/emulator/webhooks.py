@@ -89,16 +89,19 @@ class Dispatcher:
         return n
 
     async def _deliver(self, wh: Webhook, event: str, body: bytes) -> None:
+        settings = self.settings
+        delivery_id = str(uuid.uuid4())
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": settings.webhook_content_type,
             "User-Agent": "Timetracker-Webhooks/1.0",
-            "X-Timetracker-Event": event,
-            "X-Timetracker-Webhook-Id": wh.id,
-            "X-Timetracker-Delivery": str(uuid.uuid4()),
         }
-        if wh.secret:
-            headers["X-Timetracker-Signature"] = sign(wh.secret, body)
-        delays = self.settings.webhook_retry_delays
+        if settings.webhook_headers == "full":
+            headers["X-Timetracker-Event"] = event
+            headers["X-Timetracker-Webhook-Id"] = wh.id
+            headers["X-Timetracker-Delivery"] = delivery_id
+            if wh.secret:
+                headers["X-Timetracker-Signature"] = sign(wh.secret, body)
+        delays = settings.webhook_retry_delays
         assert self.session is not None
         for attempt in range(len(delays) + 1):
             if self.world.webhooks.get(wh.id) is not wh or wh.status != "ACTIVE":
@@ -119,7 +122,7 @@ class Dispatcher:
                     "attempt": attempt + 1,
                     "status": status,
                     "error": error,
-                    "delivery_id": headers["X-Timetracker-Delivery"],
+                    "delivery_id": delivery_id,
                 }
             )
             if status is not None and 200 <= status < 300:

@@ -26,7 +26,17 @@ def new_uuid(rng: random.Random) -> str:
 
 
 class Workspace:
-    __slots__ = ("count", "created", "day_keys", "days", "id", "members", "name")
+    __slots__ = (
+        "by_created",
+        "count",
+        "created",
+        "created_keys",
+        "day_keys",
+        "days",
+        "id",
+        "members",
+        "name",
+    )
 
     def __init__(self, id: str, name: str, created: int) -> None:
         self.id = id
@@ -36,6 +46,9 @@ class Workspace:
         self.day_keys: list[int] = []  # sorted day numbers present in ``days``
         self.count = 0
         self.members: list[Member] = []
+        # entries sorted by ``created`` and their keys, built on demand (None: rebuild)
+        self.by_created: list[Entry] | None = None
+        self.created_keys: list[int] | None = None
 
     def ref(self) -> dict:
         return {"id": self.id, "name": self.name}
@@ -411,6 +424,7 @@ class World:
             bisect.insort(ws.day_keys, day)
         bucket.append(e)
         ws.count += 1
+        ws.by_created = ws.created_keys = None
 
     def _unindex(self, e: Entry) -> None:
         ws = e.ws
@@ -421,6 +435,7 @@ class World:
             del ws.days[day]
             ws.day_keys.pop(bisect.bisect_left(ws.day_keys, day))
         ws.count -= 1
+        ws.by_created = ws.created_keys = None
 
     def add_entry(self, e: Entry) -> Entry:
         self.entries[e.id] = e
@@ -455,8 +470,11 @@ class World:
         e.updated = max(now_ms, e.updated + 1)
         self.add_entry(e)
 
-    def window(self, ws: Workspace, lo_ms: int | None, hi_ms: int | None) -> list[Entry]:
-        """Entries of ``ws`` whose ``date`` lies in [lo_ms, hi_ms] (either bound optional)."""
+    def window(
+        self, ws: Workspace, lo_ms: int | None, hi_ms: int | None, *, exclusive: bool = False
+    ) -> list[Entry]:
+        """Entries of ``ws`` whose ``date`` lies in [lo_ms, hi_ms], or in (lo_ms, hi_ms) when
+        ``exclusive`` (either bound optional)."""
         keys = ws.day_keys
         i = 0 if lo_ms is None else bisect.bisect_left(keys, lo_ms // DAY_MS)
         j = len(keys) if hi_ms is None else bisect.bisect_right(keys, hi_ms // DAY_MS)
@@ -464,11 +482,37 @@ class World:
         days = ws.days
         for day in keys[i:j]:
             out.extend(days[day])
+        if exclusive:
+            if lo_ms is not None and out:
+                out = [e for e in out if e.date > lo_ms]
+            if hi_ms is not None and out:
+                out = [e for e in out if e.date < hi_ms]
+            return out
         if lo_ms is not None and out and lo_ms % DAY_MS:
             out = [e for e in out if e.date >= lo_ms]
         if hi_ms is not None and out:
             out = [e for e in out if e.date <= hi_ms]
         return out
+
+    def created_window(
+        self, ws: Workspace, lo_ms: int | None, hi_ms: int | None, *, exclusive: bool = False
+    ) -> list[Entry]:
+        """Entries of ``ws`` whose ``created`` lies in [lo_ms, hi_ms], or in (lo_ms, hi_ms)
+        when ``exclusive`` (either bound optional)."""
+        if ws.by_created is None or ws.created_keys is None:
+            ordered = sorted(self.all_entries(ws), key=attrgetter("created"))
+            ws.by_created = ordered
+            ws.created_keys = [e.created for e in ordered]
+        keys = ws.created_keys
+        if lo_ms is None:
+            i = 0
+        else:
+            i = (bisect.bisect_right if exclusive else bisect.bisect_left)(keys, lo_ms)
+        if hi_ms is None:
+            j = len(keys)
+        else:
+            j = (bisect.bisect_left if exclusive else bisect.bisect_right)(keys, hi_ms)
+        return ws.by_created[i:j]
 
     def all_entries(self, ws: Workspace) -> list[Entry]:
         return self.window(ws, None, None)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from . import actions, shapes
-from .responses import api_error, json_response, raw_json
+from .responses import api_error, gateway_timeout, json_response, raw_json
 from .settings import EmulatorSettings
 from .state import EMU, REQ_KEY, REQ_USER, Emulator
 from .timefmt import fmt_ms
@@ -276,14 +277,12 @@ async def find_time_entries(request: web.Request, emu: Emulator) -> web.Response
     if ws is None:
         return raw_json("[]")
     world = emu.world
-    if emu.settings.date_filter_field == "date":
-        found = world.window(ws, date_after, date_before)
+    s = emu.settings
+    exclusive = s.date_bounds == "exclusive"
+    if s.date_filter_field == "date":
+        found = world.window(ws, date_after, date_before, exclusive=exclusive)
     else:
-        found = world.all_entries(ws)
-        if date_after is not None:
-            found = [e for e in found if e.created >= date_after]
-        if date_before is not None:
-            found = [e for e in found if e.created <= date_before]
+        found = world.created_window(ws, date_after, date_before, exclusive=exclusive)
     if desc:
         needle = desc.casefold()
         found = [e for e in found if needle in e.description.casefold()]
@@ -309,7 +308,12 @@ async def find_time_entries(request: web.Request, emu: Emulator) -> web.Response
         found = [e for e in found if e.duration is not None and e.duration >= dmin]
     if dmax is not None:
         found = [e for e in found if e.duration is not None and e.duration <= dmax]
+    if s.find_timeout_above and len(found) > s.find_timeout_above:
+        await asyncio.sleep(s.find_timeout_delay)
+        return gateway_timeout()
     sort_newest_first(found)
+    if s.find_cap:
+        del found[s.find_cap :]
     return raw_json(shapes.entries_json(found, emu.json_cache))
 
 
