@@ -384,9 +384,11 @@ def _backdate(world: World, rng: random.Random, ws: Workspace, now_ms: int) -> N
         after = (
             rng.randint(1, 7) if r < 0.7 else rng.randint(8, 21) if r < 0.9 else rng.randint(22, 60)
         )
-        at = (day + after) * DAY_MS + rng.randrange(8 * hour, 19 * hour)
-        at = max(at, (e.end or 0) + 60_000)
-        _recreate(e, max((day + 1) * DAY_MS, min(at, now_ms - 1000)), now_ms)
+        on = day + min(after, latest_day + 1 - day)  # never a day that has not begun
+        at = max(on * DAY_MS + rng.randrange(8 * hour, 19 * hour), (e.end or 0) + 60_000)
+        if at > now_ms - 1000:  # later today than now: some moment of today so far
+            at = rng.randrange(max(on * DAY_MS, (e.end or 0) + 1000), now_ms - 999)
+        _recreate(e, at, now_ms)
     for e in planned:
         day = e.date // DAY_MS
         at = (day - rng.randint(1, 14)) * DAY_MS + rng.randrange(8 * hour, 19 * hour)

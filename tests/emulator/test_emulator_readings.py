@@ -48,6 +48,7 @@ async def test_seed_holds_backdated_and_planned_entries(make_emulator):
         planned = [e for e in es if e["createdAt"] < e["date"]]
         assert len(late) >= 0.05 * len(es)
         assert any(_days_after(e) > 7 for e in late)  # not only last week's timesheet
+        assert len({e["createdAt"] for e in late}) == len(late)  # none piled up at "now"
         assert 1 <= len(planned) <= 0.02 * len(es)
         assert all(e["manually_entered"] for e in late + planned)
         assert all(e["updatedAt"] >= e["createdAt"] for e in es)
