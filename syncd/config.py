@@ -236,6 +236,7 @@ class WebhooksConfig(_Section):
     listen: str = ""
     public_url: str = ""
     secret: SecretStr = SecretStr("")
+    require_signature: bool = False
     max_body_bytes: int = Field(default=65_536, ge=1024)
     debounce_seconds: float = Field(default=2.0, ge=0)
 
@@ -262,14 +263,22 @@ class WebhooksConfig(_Section):
         return _split_host_port(self.listen)[1] if self.listen else None
 
     def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        problems: list[tuple[tuple[str, ...], str]] = []
         if self.public_url and not self.listen:
-            return [
+            problems.append(
                 (
                     ("public_url", "listen"),
                     "needs webhooks.listen: nothing would receive the calls",
                 )
-            ]
-        return []
+            )
+        if self.require_signature and not self.secret.get_secret_value():
+            problems.append(
+                (
+                    ("require_signature", "secret"),
+                    "needs webhooks.secret: there is nothing to verify a signature with",
+                )
+            )
+        return problems
 
 
 def _split_host_port(value: str) -> tuple[str, int]:

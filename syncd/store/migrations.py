@@ -512,6 +512,15 @@ TAG_LINKS_BY_ROWID = (
 # other tool, are still counted by the two remaining triggers.
 TOTALS_OF_INSERTS_BY_STORE = ("DROP TRIGGER daily_project_totals_insert",)
 
+# A delivery on the token path that syncd cannot use is kept in the ledger as refused, with
+# why and what it carried (the first 4 KiB of the body, and its full size), and never written
+# to the mirror.
+WEBHOOK_LEDGER_REFUSALS = (
+    "ALTER TABLE webhook_events ADD COLUMN reason TEXT",
+    "ALTER TABLE webhook_events ADD COLUMN body TEXT",
+    "ALTER TABLE webhook_events ADD COLUMN body_bytes INTEGER",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -521,6 +530,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0006_daily_totals", DAILY_TOTALS),
     Migration("0007_tag_links_by_entry_rowid", TAG_LINKS_BY_ROWID),
     Migration("0008_totals_of_inserts_by_store", TOTALS_OF_INSERTS_BY_STORE),
+    Migration("0009_webhook_ledger_refusals", WEBHOOK_LEDGER_REFUSALS),
 )
 
 

@@ -577,6 +577,46 @@ class Store:
             ).execute()
 
     @_store_call
+    def record_refused_webhook(
+        self,
+        *,
+        dedupe_key: str,
+        kind: str,
+        object_id: str,
+        workspace_id: str | None,
+        delivery_id: str | None,
+        reason: str,
+        body: str,
+        body_bytes: int,
+        received_at: str,
+    ) -> bool:
+        """Ledger a delivery syncd will not use (outcome ``refused``); writes nothing else.
+        False (and nothing written) if its key was seen. Raises ``StoreError``."""
+        with self._write():
+            cursor = self.db.execute_sql(
+                "INSERT OR IGNORE INTO webhook_events (dedupe_key, kind, object_id, "
+                "workspace_id, received_at, outcome, delivery_id, reason, body, body_bytes) "
+                "VALUES (?, ?, ?, ?, ?, 'refused', ?, ?, ?, ?)",
+                (
+                    dedupe_key,
+                    kind,
+                    object_id,
+                    workspace_id,
+                    received_at,
+                    delivery_id,
+                    reason,
+                    body,
+                    body_bytes,
+                ),
+            )
+        return cursor.rowcount == 1
+
+    @_store_call
+    def workspace_ids(self) -> set[str]:
+        """Ids of every workspace the mirror knows."""
+        return {i for (i,) in self.db.execute_sql("SELECT id FROM workspaces").fetchall()}
+
+    @_store_call
     def start_run(self, kind: str, started_at: str) -> int:
         with self._write():
             return int(m.SyncRun.insert(kind=kind, started_at=started_at).execute())
