@@ -13,6 +13,8 @@ Environment variables read here, and nowhere else in syncd:
 * ``SYNCD_API_KEY``: the API key, when the file sets neither ``api.key`` nor ``api.key_file``.
 * ``CREDENTIALS_DIRECTORY``: set by systemd for ``LoadCredential=``; the key is read from the
   file ``syncd_api_key`` in it when no other source gives one.
+* ``STATE_DIRECTORY``: set by systemd for ``StateDirectory=``; the webhook token file is kept
+  there instead of beside the mirror (see :attr:`Config.webhook_token_path`).
 
 (``SYNCD_CONFIG``, the default config path, is read by the command line.)
 """
@@ -46,6 +48,9 @@ from syncd.errors import ConfigError
 KEY_ENV = "SYNCD_API_KEY"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 CREDENTIAL_NAME = "syncd_api_key"
+STATE_ENV = "STATE_DIRECTORY"
+#: The webhook token file is named after the mirror: ``mirror.sqlite.webhook-token``.
+TOKEN_FILE_SUFFIX = ".webhook-token"
 NO_KEY_PROBLEM = (
     "api.key: no API key: set api.key, api.key_file, SYNCD_API_KEY "
     "or a systemd credential syncd_api_key"
@@ -296,6 +301,13 @@ def _split_host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class RetentionConfig(_Section):
+    """``[retention]``: how long the daemon keeps old bookkeeping (0 = for ever)."""
+
+    webhook_events_days: int = Field(default=90, ge=0, le=36_500)
+    tombstones_days: int = Field(default=90, ge=0, le=36_500)
+
+
 class LoggingConfig(_Section):
     """``[logging]``: level and output format of the event log."""
 
@@ -319,14 +331,24 @@ class Config(BaseModel):
     limits: LimitsConfig = LimitsConfig()
     sync: SyncConfig = SyncConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    retention: RetentionConfig = RetentionConfig()
     logging: LoggingConfig = LoggingConfig()
 
     _source: Path | None = PrivateAttr(default=None)
+    _state_directory: Path | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> Path | None:
         """The file this config was read from (None for text or defaults)."""
         return self._source
+
+    @property
+    def webhook_token_path(self) -> Path:
+        """The file holding the webhook path token: ``<mirror file name>.webhook-token`` in
+        ``$STATE_DIRECTORY`` when systemd sets it, otherwise beside the mirror."""
+        name = self.database.path.name + TOKEN_FILE_SUFFIX
+        directory = self._state_directory or self.database.path.parent
+        return directory / name
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret in the config, as text, for the log redaction."""
@@ -439,7 +461,15 @@ def parse_config(
 
     # No problems means every section validated.
     cast(ApiConfig, sections["api"])._key_source = key_source
-    return Config(**sections)
+    config = Config(**sections)
+    config._state_directory = _state_directory(env)
+    return config
+
+
+def _state_directory(env: Mapping[str, str]) -> Path | None:
+    """The first directory of ``$STATE_DIRECTORY`` (systemd joins several with ``:``)."""
+    first = env.get(STATE_ENV, "").split(":")[0].strip()
+    return Path(first) if first and Path(first).is_absolute() else None
 
 
 def _validate_section(

@@ -10,7 +10,7 @@ SIGTERM/SIGINT stops taking new work, lets the window in flight commit and exits
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import ipaddress
 import json
 import os
 from dataclasses import replace
@@ -22,11 +22,13 @@ import structlog
 from syncd import plan as planning
 from syncd import systemd
 from syncd.budget import BudgetLimits
-from syncd.config import Config
+from syncd.config import Config, RetentionConfig
 from syncd.errors import SyncdError
+from syncd.log import register_secret
 from syncd.metrics import Metrics
 from syncd.records import EventKind, RunReport, WebhookEvent
 from syncd.scheduler import DaemonScheduler, Intervals
+from syncd.secrets import keep_token, matches_verifier, secret_verifier
 from syncd.service import (
     Runtime,
     StopSignals,
@@ -36,8 +38,10 @@ from syncd.service import (
     timestamp,
     utc_now,
 )
-from syncd.store import Store
+from syncd.store import AsyncStore, Store
+from syncd.store.housekeeping import PRUNE_CHUNK, delete_expired, expired_rows, rewrite_settings
 from syncd.webhook import (
+    HOOK_PREFIX,
     create_receiver_app,
     new_token,
     redact_path,
@@ -55,8 +59,12 @@ SUBSCRIBED_EVENTS = (
     EventKind.PROJECT_CREATED,
     EventKind.TASK_CREATED,
 )
+#: The mirror setting where older versions kept the webhook token (moved to a file at start).
 TOKEN_SETTING = "webhook_token"
 SUBSCRIPTION_SETTING = "webhook_subscription"
+RETENTION_SETTING = "retention_pruned_at"
+#: The webhook ledger and old tombstones are pruned once per this interval.
+PRUNE_INTERVAL = timedelta(days=1)
 PLAN_SETTING = "daemon_plan"
 HEARTBEAT_SETTING = "daemon_heartbeat"
 STOP_WAIT_SECONDS = 60.0
@@ -74,6 +82,7 @@ class Daemon:
         self.plan: planning.Plan | None = None
         self._budget_view: dict[str, float] = {}
         self._workspace_count = 0
+        self._webhook_token: str | None = None
 
     @property
     def rt(self) -> Runtime:
@@ -103,6 +112,7 @@ class Daemon:
 
     async def _serve(self, signals: StopSignals) -> None:
         config = self.config
+        await move_secrets_out_of_mirror(self.rt.store, config)
         self.scheduler = DaemonScheduler(
             poll=self._poll,
             reconcile=self._reconcile,
@@ -166,6 +176,7 @@ class Daemon:
             except SyncdError as exc:
                 log.warning("webhook_subscription_failed", error=str(exc))
         await self._write_heartbeat()
+        await prune_if_due(self.rt.store, self.config.retention, utc_now())
 
     async def _after_cycle(self, report: RunReport) -> None:
         self.metrics.window_applied(report.outcome)
@@ -182,11 +193,14 @@ class Daemon:
     # -- webhooks ------------------------------------------------------------------------
 
     async def _token(self) -> str:
-        token = await self.rt.store.get_setting(TOKEN_SETTING)
-        if not token:
-            token = new_token()
-            await self.rt.store.set_setting(TOKEN_SETTING, token)
-        return token
+        """The webhook path token, from its file (made on first use); masked in every log
+        line from then on. Raises ``StoreError`` when the file cannot be read or written."""
+        if self._webhook_token is None:
+            path = self.config.webhook_token_path
+            token = await asyncio.to_thread(keep_token, path, new_token())
+            register_secret(token)
+            self._webhook_token = token
+        return self._webhook_token
 
     def _subscription_url(self, token: str) -> str:
         return webhook_url(self.config.webhooks.public_url, token)
@@ -205,7 +219,16 @@ class Daemon:
         )
         runner, port = await start_receiver(app, webhooks.listen_host, webhooks.listen_port)
         log.info("webhook_receiver_listening", host=webhooks.listen_host, port=port)
+        if not secret and not is_loopback(webhooks.listen_host or ""):
+            log.warning(
+                "webhook_receiver_exposed",
+                host=webhooks.listen_host,
+                port=port,
+                advice="the listener takes connections from other hosts and no webhooks.secret "
+                "is set: listen on 127.0.0.1 behind a reverse proxy, or set a secret",
+            )
         return runner
+
 
     async def _on_event(self, event: WebhookEvent) -> str:
         """Record and apply a delivery, queue its confirming re-scan; never calls upstream."""
@@ -298,25 +321,87 @@ class Daemon:
         await self.rt.store.set_setting(HEARTBEAT_SETTING, json.dumps(beat, default=str))
 
 
-def _secret_digest(config: Config) -> str | None:
-    secret = config.webhooks.secret.get_secret_value() if config.webhooks.secret else ""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else None
+def is_loopback(host: str) -> bool:
+    """Whether a listener on ``host`` takes connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to any interface
+
+
+def hook_base(url: str) -> str | None:
+    """The public URL a subscribed ``url`` was made from (what precedes ``/hooks/<token>``),
+    or None when ``url`` is not of that shape."""
+    base, sep, token = url.rpartition(HOOK_PREFIX)
+    if not sep or not base or not token or any(c in token for c in "/?#"):
+        return None
+    return base
+
+
+def _redacted_record(raw: str | None) -> str | None:
+    """A stored subscription record without secrets: the URL's token hidden, the unsalted
+    secret digest of older versions dropped (``raw`` itself when there is nothing to drop)."""
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    cleaned = dict(record)
+    if isinstance(cleaned.get("url"), str):
+        cleaned["url"] = redact_path(cleaned["url"])
+    cleaned.pop("secret_digest", None)
+    return raw if cleaned == record else json.dumps(cleaned)
+
+
+async def move_secrets_out_of_mirror(store: AsyncStore, config: Config) -> bool:
+    """Move a webhook token that an older syncd kept in the mirror to the token file (a token
+    already in the file wins), and strip the token and the unsalted secret digest from the
+    stored subscription record; the old values are erased from the file, not just unlinked.
+    Returns whether anything was moved.
+
+    Raises ``StoreError`` when the mirror or the token file cannot be used.
+    """
+    legacy = await store.get_setting(TOKEN_SETTING)
+    raw = await store.get_setting(SUBSCRIPTION_SETTING)
+    cleaned = _redacted_record(raw)
+    if legacy is None and cleaned == raw:
+        return False
+    if legacy is not None:
+        register_secret(legacy)
+        try:
+            await asyncio.to_thread(keep_token, config.webhook_token_path, legacy)
+        except ValueError:
+            pass  # not a usable token: dropped, and a new one is made when needed
+    await store.call(
+        rewrite_settings, store.store, {TOKEN_SETTING: None, SUBSCRIPTION_SETTING: cleaned}
+    )
+    log.info(
+        "webhook_secrets_moved_out_of_mirror",
+        token_file=str(config.webhook_token_path) if legacy is not None else None,
+    )
+    return True
 
 
 async def ensure_subscription(runtime: Runtime, url: str) -> dict[str, Any]:
     """Keep exactly one active upstream subscription for ``url``.
 
-    Reuses a matching active subscription, replaces a disabled one (or one made with another
-    secret), deletes duplicates and the subscription of a previous address. Returns what is
-    stored in the ``installation`` table. Raises ``ApiError`` or ``BudgetExhausted``.
+    Reuses a matching active subscription made with the configured secret and deletes every
+    other subscription of this installation: a disabled one, duplicates, those with another
+    token at the same public URL (left by a re-created mirror or token file) and those of the
+    previous public URL. Returns what is stored in the ``installation`` table: the URL with
+    its token hidden and a salted verifier of the secret, never the token or the secret.
+
+    Raises ``ApiError`` or ``BudgetExhausted``.
     """
     store, client, config = runtime.store, runtime.client, runtime.config
     stored = json.loads(await store.get_setting(SUBSCRIPTION_SETTING) or "{}")
-    digest = _secret_digest(config)
+    secret = config.webhooks.secret.get_secret_value()
+    verifier = stored.get("secret_verifier")
+    same_secret = await asyncio.to_thread(matches_verifier, secret, verifier)
     wanted = {str(e) for e in SUBSCRIBED_EVENTS}
     subscriptions = await client.list_webhooks()
     keep = None
-    if stored.get("secret_digest") == digest:
+    if same_secret:
         keep = next(
             (
                 s
@@ -325,23 +410,39 @@ async def ensure_subscription(runtime: Runtime, url: str) -> dict[str, Any]:
             ),
             None,
         )
-    ours = {stored.get("url"), url}
+    here, before = hook_base(url), hook_base(stored.get("url") or "")
     for subscription in subscriptions:
-        if subscription.url in ours and subscription is not keep:
-            await client.delete_webhook(subscription.id)
-            log.info("webhook_unsubscribed", webhook_id=subscription.id, status=subscription.status)
+        if subscription is keep:
+            continue
+        base = hook_base(subscription.url)
+        if subscription.url == url:
+            reason = "replaced" if subscription.status == "ACTIVE" else "disabled"
+        elif base is not None and base == here:
+            reason = "another_token"
+        elif base is not None and base == before:
+            reason = "previous_address"
+        else:
+            continue
+        await client.delete_webhook(subscription.id)
+        log.info(
+            "webhook_unsubscribed",
+            webhook_id=subscription.id,
+            status=subscription.status,
+            url=redact_path(subscription.url),
+            reason=reason,
+        )
     if keep is None:
-        secret = config.webhooks.secret.get_secret_value() if config.webhooks.secret else ""
         keep = await client.subscribe_webhook(
             url, sorted(wanted), secret=secret or None, description="syncd mirror"
         )
-        log.info("webhook_subscribed", webhook_id=keep.id)
+        log.info("webhook_subscribed", webhook_id=keep.id, url=redact_path(url))
+        verifier = await asyncio.to_thread(secret_verifier, secret) if secret else None
     record = {
         "id": keep.id,
-        "url": url,
+        "url": redact_path(url),
         "status": keep.status,
         "events": sorted(keep.events),
-        "secret_digest": digest,
+        "secret_verifier": verifier,
         "checked_at": timestamp(),
     }
     await store.set_setting(SUBSCRIPTION_SETTING, json.dumps(record))
@@ -349,23 +450,58 @@ async def ensure_subscription(runtime: Runtime, url: str) -> dict[str, Any]:
 
 
 async def remove_subscriptions(runtime: Runtime) -> int:
-    """Delete this installation's subscriptions upstream (``syncd webhooks remove``).
+    """Delete this installation's subscriptions upstream (``syncd webhooks remove``): every
+    subscription at the configured or the last subscribed public URL, whatever its token.
 
     Raises ``ApiError`` or ``BudgetExhausted``.
     """
     store, client = runtime.store, runtime.client
     stored = json.loads(await store.get_setting(SUBSCRIPTION_SETTING) or "{}")
-    token = await store.get_setting(TOKEN_SETTING)
-    ours = {stored.get("url")}
-    if token and runtime.config.webhooks.public_url:
-        ours.add(webhook_url(runtime.config.webhooks.public_url, token))
+    ours = {hook_base(stored.get("url") or "")}
+    public_url = runtime.config.webhooks.public_url
+    if public_url:
+        ours.add(hook_base(webhook_url(public_url, "token")))
+    ours.discard(None)
     removed = 0
     for subscription in await client.list_webhooks():
-        if subscription.url in ours or subscription.id == stored.get("id"):
+        if hook_base(subscription.url) in ours or subscription.id == stored.get("id"):
             await client.delete_webhook(subscription.id)
             removed += 1
     await store.set_setting(SUBSCRIPTION_SETTING, None)
     return removed
+
+
+async def prune_if_due(
+    store: AsyncStore, retention: RetentionConfig, now: datetime
+) -> dict[str, int] | None:
+    """Delete webhook ledger rows and tombstones older than ``[retention]`` says, when the
+    last pruning (recorded in the mirror) is a day or more before ``now`` (or after it: the
+    clock was set back). Returns the rows deleted per kind, or None when it was not due.
+
+    Raises ``StoreError``.
+    """
+    last = await store.get_setting(RETENTION_SETTING)
+    try:
+        if last is not None and abs(now - _parse_ts(last)) < PRUNE_INTERVAL:
+            return None
+    except ValueError:
+        pass  # not a timestamp: prune, and write a good one
+    pruned: dict[str, int] = {}
+    for kind, days in (
+        ("webhook_events", retention.webhook_events_days),
+        ("tombstones", retention.tombstones_days),
+    ):
+        if days == 0:
+            continue  # kept for ever
+        before = timestamp(now - timedelta(days=days))
+        rowids = await store.call(expired_rows, store.store, kind, before)
+        pruned[kind] = 0
+        for start in range(0, len(rowids), PRUNE_CHUNK):
+            chunk = rowids[start : start + PRUNE_CHUNK]
+            pruned[kind] += await store.call(delete_expired, store.store, kind, chunk, before)
+    await store.set_setting(RETENTION_SETTING, timestamp(now))
+    log.info("retention_pruned", **pruned)
+    return pruned
 
 
 def describe_status(config: Config, store: Store) -> dict[str, Any]:

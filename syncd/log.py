@@ -8,7 +8,14 @@ cron, pipes) and a readable console format on a terminal.
 
 Secrets never reach the output: a redaction step masks any value equal to a configured
 secret (and, for secrets of 8 characters or more, any occurrence inside a longer text),
-including exception texts. Tracebacks are rendered without local variables.
+including exception texts. Secrets made while running (the webhook path token) are added with
+:func:`register_secret`. Tracebacks are rendered without local variables.
+
+peewee logs every SQL statement at DEBUG as ``(sql, params)``. The parameters are the values
+written and read (settings, the subscription record, people's names and descriptions), so
+only the statement text is logged, with the number of parameters withheld: peewee binds every
+value as a parameter, so the text carries none. The statements stay visible at ``-v``, which
+is what debugging needs, and no value can reach the log whatever the redaction knows.
 """
 
 from __future__ import annotations
@@ -39,12 +46,56 @@ LEVELS = {
 # APScheduler logs every job start and finish at INFO.
 QUIET_LOGGERS = {"apscheduler": logging.WARNING, "peewee": logging.INFO}
 
+# Secrets known only at run time, masked by every redactor (see register_secret).
+_registered: frozenset[str] = frozenset()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every event from now on, in every :class:`SecretRedactor`, including
+    those already configured (for secrets made at run time, such as the webhook token)."""
+    global _registered
+    if value and value not in _registered:
+        _registered = _registered | {value}
+
+
+def clear_registered_secrets() -> None:
+    """Forget the secrets given to :func:`register_secret` (for tests)."""
+    global _registered
+    _registered = frozenset()
+
+
+class SqlParametersWithheld(logging.Filter):
+    """Rewrites peewee's ``(sql, params)`` debug records to the SQL text alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, tuple) and len(record.msg) == 2:
+            sql, params = record.msg
+            sized = isinstance(params, list | tuple | dict)
+            count = len(params) if sized else int(params is not None)
+            record.msg = f"{sql} -- {count} parameters not logged"
+            record.args = None
+        return True
+
+
+_SQL_FILTER = SqlParametersWithheld()
+
 
 class SecretRedactor:
-    """A structlog processor that masks secrets anywhere in an event (nested values too)."""
+    """A structlog processor that masks secrets anywhere in an event (nested values too):
+    the ``secrets`` given and every secret passed to :func:`register_secret`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._own = frozenset(s for s in secrets if s)
+        self._seen: frozenset[str] | None = None
+        self._all: tuple[str, ...] = ()
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        registered = _registered
+        if registered is not self._seen:
+            self._all = tuple(sorted(self._own | registered, key=len, reverse=True))
+            self._seen = registered
+        return self._all
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         if not self._secrets:
@@ -138,6 +189,8 @@ def configure_logging(
     handler.setFormatter(formatter)
     numeric = LEVELS[level]
     logging.basicConfig(handlers=[handler], level=numeric, force=True)
+    # On the logger, so no handler (ours or anyone's) ever sees peewee's parameters.
+    logging.getLogger("peewee").addFilter(_SQL_FILTER)
     for name, quiet_level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(
             logging.NOTSET if numeric <= logging.DEBUG else quiet_level

@@ -11,7 +11,13 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from syncd.log import MASK, SecretRedactor, configure_logging
+from syncd.log import (
+    MASK,
+    SecretRedactor,
+    clear_registered_secrets,
+    configure_logging,
+    register_secret,
+)
 
 SECRET = "tt_live_s3cr3t-value-0042"
 
@@ -19,6 +25,7 @@ SECRET = "tt_live_s3cr3t-value-0042"
 @pytest.fixture(autouse=True)
 def _restore_logging():
     yield
+    clear_registered_secrets()
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
     logging.basicConfig(handlers=[logging.NullHandler()], level=logging.WARNING, force=True)
@@ -151,3 +158,34 @@ def test_capture_logs_still_works_after_configuration():
 def test_unknown_level_or_format(level, fmt):
     with pytest.raises(ValueError, match="unknown log"):
         configure_logging(level, fmt)
+
+
+def test_sql_debug_lines_show_statements_but_never_their_parameters(tmp_path):
+    import peewee
+
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+    db = peewee.SqliteDatabase(str(tmp_path / "m.sqlite"))
+    db.execute_sql("CREATE TABLE installation (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute_sql("INSERT INTO installation VALUES (?, ?)", ("webhook_token", SECRET))
+    db.close()
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "webhook_token" not in text
+    events = [line["event"] for line in json_lines(out) if line["logger"] == "peewee"]
+    assert "INSERT INTO installation VALUES (?, ?) -- 2 parameters not logged" in events
+
+
+def test_a_secret_registered_at_run_time_is_masked_by_every_redactor():
+    token = "Zr8n1lY0w2-hook-path-token_Q"
+    out = io.StringIO()
+    configure_logging("info", "json", secrets=["k"], stream=out)
+    made_before = SecretRedactor([])
+    register_secret(token)
+    structlog.get_logger().info("subscribed", url=f"https://x.example/hooks/{token}")
+    logging.getLogger("aiohttp.server").error("bad request to /hooks/%s", token)
+    assert token not in out.getvalue()
+    first, second = json_lines(out)
+    assert first["url"] == f"https://x.example/hooks/{MASK}"
+    assert second["event"] == f"bad request to /hooks/{MASK}"
+    assert made_before.redact(f"echoed {token}") == f"echoed {MASK}"

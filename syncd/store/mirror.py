@@ -49,6 +49,7 @@ from syncd.records import (
 from syncd.store import migrations, reports
 from syncd.store import models as m
 from syncd.store.checkpoint import Checkpointer
+from syncd.store.filemodes import create_mirror_file
 from syncd.store.rows import (
     CONTENT_COLUMNS,
     Row,
@@ -121,6 +122,8 @@ class Store:
         checkpoint_in_background: bool = False,
     ) -> None:
         self.path = str(path)
+        if migrate:
+            create_mirror_file(self.path)  # 0640; SQLite gives -wal and -shm the same mode
         self.db = SqliteDatabase(self.path, timeout=timeout, pragmas=PRAGMAS)
         self._checkpointer: Checkpointer | None = None
         try:

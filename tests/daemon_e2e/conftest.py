@@ -352,7 +352,8 @@ class DaemonProc:
 
     @property
     def token(self) -> str:
-        return self.setting("webhook_token")
+        # The token file syncd keeps beside the mirror (mode 0600).
+        return (self.workdir / "mirror.sqlite.webhook-token").read_text().strip()
 
     @property
     def hook_url(self) -> str:

@@ -76,3 +76,32 @@ def test_restarts_keep_one_subscription_disabled_is_replaced_and_remove_deletes(
     assert result.returncode == 0, result.stderr.decode()
     assert emu.subscriptions() == []
     assert daemon.setting("webhook_subscription") is None
+
+
+def test_subscriptions_left_by_an_earlier_mirror_are_removed_at_start(
+    emulator_factory, daemon_factory
+):
+    emu = emulator_factory(entries=50, days=10)
+    daemon = daemon_factory(emu)
+    events = sorted(EXPECTED_EVENTS)
+    # Three mirrors made here before (each with its own token), and two subscriptions of
+    # other installations on the same key, which stay.
+    stale = [f"{daemon.base_url}/hooks/{c * 43}" for c in "abc"]
+    others = [f"{daemon.base_url}/elsewhere/hooks/{'d' * 43}", "http://127.0.0.1:9/hooks/x"]
+    for url in stale + others:
+        reply = emu.zapier("POST", "/webhooks/subscribe", {"url": url, "events": events})
+        assert reply.status == 200, reply.body
+
+    daemon.start(wait_poll=False)
+    _housekeeping_done(daemon)
+    left = {s["url"]: s["status"] for s in emu.subscriptions()}
+    assert left == {daemon.hook_url: "ACTIVE", **dict.fromkeys(others, "ACTIVE")}
+    removed = [e for e in daemon.log_events() if e["event"] == "webhook_unsubscribed"]
+    assert [e["reason"] for e in removed] == ["another_token"] * 3
+    assert {e["url"] for e in removed} == {f"{daemon.base_url}/hooks/<token>"}
+    assert daemon.stop()[0] == 0
+
+    # `webhooks remove` takes this installation's subscription only.
+    result = daemon.cli("webhooks", "remove")
+    assert result.returncode == 0, result.stderr.decode()
+    assert {s["url"] for s in emu.subscriptions()} == set(others)
