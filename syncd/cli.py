@@ -6,7 +6,8 @@ configures logging, calls ``syncd.service`` (sync, daemon, status) or
 message and an exit code in one place, :func:`handle_cli_error`.
 
 Exit codes: 0 success, 1 the sync (or another operation) failed, 2 configuration or usage
-error, 130 interrupted (Ctrl-C).
+error (including a mirror that does not exist for a command that only reads), 130
+interrupted (Ctrl-C).
 
 The heavy modules (service, store, rich) are imported inside the commands that need them,
 so ``syncd --help`` and ``syncd check-config`` stay fast.
@@ -21,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -35,6 +36,7 @@ from syncd.errors import (
     BudgetExhausted,
     ConfigError,
     MassDeleteError,
+    NoDatabase,
     ResponseError,
     StoreError,
     SyncdError,
@@ -53,6 +55,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 REPORT_GROUPINGS = ("project", "client", "member", "day", "week", "month")
+#: ``syncd sql --timeout``'s default: a query running longer is stopped.
+SQL_TIMEOUT_SECONDS = 30.0
 
 # Subcommands whose stdout is data (JSON, tables, CSV): their logs go to stderr so that
 # `syncd sql ... --json | jq` never sees a log line. The sync itself logs to stdout.
@@ -106,7 +110,7 @@ class SyncdGroup(click.Group):
 def handle_cli_error(exc: BaseException, *, secrets: Sequence[str] = ()) -> int:
     """Print what went wrong on stderr and return the exit code.
 
-    ``ConfigError`` → every problem, one per line, 2; ``UsageError`` → 2;
+    ``ConfigError`` → every problem, one per line, 2; ``UsageError`` and ``NoDatabase`` → 2;
     ``MassDeleteError`` and every other ``SyncdError`` → one line, 1; ``KeyboardInterrupt``
     → 130. Anything else is a bug: logged with its traceback at error level, 1.
     Secrets are masked in everything printed.
@@ -127,6 +131,9 @@ def handle_cli_error(exc: BaseException, *, secrets: Sequence[str] = ()) -> int:
         return EXIT_USAGE
     if isinstance(exc, UsageError):
         say(f"syncd: {exc}")
+        return EXIT_USAGE
+    if isinstance(exc, NoDatabase):
+        say(f"syncd: {describe_error(exc)}")
         return EXIT_USAGE
     if isinstance(exc, SyncdError):
         say(f"syncd: {describe_error(exc)}")
@@ -328,20 +335,30 @@ def _output_format_options(func: Any) -> Any:
 @cli.command()
 @click.argument("query")
 @_output_format_options
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=SQL_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the query after this long (exit 1); 0 for no limit.",
+)
 @click.pass_obj
-def sql(state: CliState, query: str, fmt: str | None) -> None:
+def sql(state: CliState, query: str, fmt: str | None, timeout: float) -> None:
     """Run a read-only SQL QUERY on the mirror ('-' reads it from stdin).
 
     Prints a table on a terminal and tab-separated lines otherwise. The database is opened
     read-only, so a query can never block or change what the daemon writes. A query that
-    fails or tries to write exits with 2.
+    fails or tries to write exits with 2, one stopped by --timeout with 1, one stopped by
+    Ctrl-C with 130; a missing mirror is an error (exit 2), never created.
     """
     if query == "-":
         query = sys.stdin.read()
     config = state.load_config(require_key=False)
     from syncd.store.readonly import run_readonly_query
 
-    columns, rows = run_readonly_query(config.database.path, query)
+    log.debug("sql_query_started", timeout_seconds=timeout or None)
+    columns, rows = run_readonly_query(config.database.path, query, timeout=timeout or None)
     write_rows(columns, rows, fmt)
 
 
@@ -384,6 +401,41 @@ def report_hours(
             workspace_id,
         )
     write_rows(columns, rows, fmt)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Rebuild also a mirror that passes the check.")
+@click.option(
+    "--no-sync",
+    is_flag=True,
+    help="Only move the mirror aside and create an empty one; the next run backfills it.",
+)
+@click.pass_obj
+def rebuild(state: CliState, force: bool, no_sync: bool) -> None:
+    """Move a damaged mirror aside and backfill a new one.
+
+    Renames the database and its -wal/-shm files to NAME.damaged-<UTC time> (kept for
+    salvage), creates an empty mirror and runs one sync cycle, the first backfill, with the
+    exit codes of --once. Stop the daemon and the timer first: a mirror open in another
+    process is refused. A mirror that passes PRAGMA quick_check is left alone unless --force.
+    """
+    config = state.load_config(require_key=not no_sync)
+    from syncd.store.integrity import rebuild as rebuild_mirror
+
+    moved = rebuild_mirror(config.database.path, now=datetime.now(UTC), force=force)
+    log.warning("mirror_rebuilt", path=str(config.database.path), moved_to=str(moved[0]))
+    click.echo(
+        f"syncd: moved the mirror aside to {moved[0]} (with its side files) and created an "
+        f"empty one at {config.database.path}",
+        err=True,
+    )
+    if no_sync:
+        click.echo("syncd: the next sync (the daemon or --once) backfills it", err=True)
+        return
+    click.echo("syncd: backfilling the new mirror (one sync cycle, as --once)", err=True)
+    code = run_once(config, force_delete=False)
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 @cli.group()

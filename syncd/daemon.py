@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from syncd import plan as planning
 from syncd import systemd
 from syncd.budget import BudgetLimits
 from syncd.config import Config, RetentionConfig
-from syncd.errors import SyncdError
+from syncd.errors import CorruptDatabase, SyncdError
 from syncd.log import register_secret
 from syncd.metrics import Metrics
 from syncd.records import EventKind, RunReport, WebhookEvent
@@ -40,6 +41,7 @@ from syncd.service import (
 )
 from syncd.store import AsyncStore, Store
 from syncd.store.housekeeping import PRUNE_CHUNK, delete_expired, expired_rows, rewrite_settings
+from syncd.store.integrity import check, check_if_due
 from syncd.webhook import (
     HOOK_PREFIX,
     create_receiver_app,
@@ -82,6 +84,8 @@ class Daemon:
         self.plan: planning.Plan | None = None
         self._budget_view: dict[str, float] = {}
         self._workspace_count = 0
+        self._stop: asyncio.Event | None = None
+        self._damaged: CorruptDatabase | None = None
         self._webhook_token: str | None = None
 
     @property
@@ -90,13 +94,16 @@ class Daemon:
         return self.runtime
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT.
+        """Serve until SIGTERM/SIGINT, or until the mirror is found damaged.
 
-        Raises ``ConfigError``, ``StoreError`` or ``OSError`` (listen address) on start-up.
+        Raises ``ConfigError``, ``StoreError`` or ``OSError`` (listen address) on start-up,
+        ``CorruptDatabase`` when the integrity check at start (or the daily one, or any job)
+        finds the mirror damaged.
         """
         config = self.config
         signals = StopSignals()
         signals.install()
+        self._stop = signals.event
         try:
             async with open_runtime(
                 config,
@@ -106,18 +113,21 @@ class Daemon:
                 on_outcome=self.metrics.request,
             ) as runtime:
                 self.runtime = runtime
+                await check(runtime.store, now=utc_now())
                 await self._serve(signals)
         finally:
             signals.uninstall()
+        if self._damaged is not None:
+            raise self._damaged
 
     async def _serve(self, signals: StopSignals) -> None:
         config = self.config
         await move_secrets_out_of_mirror(self.rt.store, config)
         self.scheduler = DaemonScheduler(
-            poll=self._poll,
-            reconcile=self._reconcile,
-            refresh=self._refresh,
-            housekeeping=self._housekeeping,
+            poll=self._stops_when_damaged(self._poll),
+            reconcile=self._stops_when_damaged(self._reconcile),
+            refresh=self._stops_when_damaged(self._refresh),
+            housekeeping=self._stops_when_damaged(self._housekeeping),
             intervals=Intervals(
                 poll_seconds=config.sync.interval_seconds,
                 reconcile_seconds=config.sync.interval_seconds,
@@ -148,6 +158,23 @@ class Daemon:
     def _should_stop(self) -> bool:
         return self.scheduler is not None and self.scheduler.should_stop()
 
+    def _stops_when_damaged(self, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        """``job``, stopping the daemon (which then exits 1) when it finds the mirror
+        damaged: nothing more is written to a corrupt file."""
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await job(*args, **kwargs)
+            except CorruptDatabase as exc:
+                if self._damaged is None:
+                    self._damaged = exc
+                    log.error("mirror_damaged", error=str(exc))
+                    if self._stop is not None:
+                        self._stop.set()
+                raise
+
+        return guarded
+
     # -- jobs ----------------------------------------------------------------------------
 
     async def _poll(self) -> None:
@@ -167,6 +194,7 @@ class Daemon:
         await self._after_cycle(report)
 
     async def _housekeeping(self) -> None:
+        await check_if_due(self.rt.store, now=utc_now())
         await self.rt.budget.prune()
         await self._refresh_budget_view()
         await self._update_plan()
@@ -212,7 +240,7 @@ class Daemon:
             token=await self._token(),
             secret=secret or None,
             max_body_bytes=webhooks.max_body_bytes,
-            on_event=self._on_event,
+            on_event=self._stops_when_damaged(self._on_event),
             health=self._health,
             metrics=self.metrics,
             metrics_handler=self._metrics,

@@ -15,7 +15,14 @@ into messages and exit codes.
     │       └── MalformedResponse  2xx whose body is not what the contract says
     ├── BudgetExhausted        the daily request quota (or the plan's share) is spent
     ├── StoreError             the mirror database cannot be used
-    │   └── SchemaTooNew       the database was migrated by a newer syncd
+    │   ├── SchemaTooNew       the database was migrated by a newer syncd
+    │   ├── NoDatabase         there is no mirror at the configured path (``path``)
+    │   └── StorageError       a failure named by its cause; ``where``, ``detail``
+    │       ├── CorruptDatabase    damaged, or not a database: ``syncd rebuild``
+    │       ├── DiskFull           SQLITE_FULL: no room left on the disk (or in the file)
+    │       ├── ReadOnlyDatabase   SQLITE_READONLY: file, directory or file system read-only
+    │       └── StorageIOError     SQLITE_IOERR: the disk or file system failed
+    ├── QueryTimeout           ``syncd sql`` ran past its ``--timeout``; ``seconds``
     ├── MassDeleteError        a scan would tombstone more than the configured share
     ├── ShutdownRequested      a stop signal arrived; the work in flight was committed
     └── InvalidWebhook         a webhook request is refused; ``status`` is the answer (4xx)
@@ -92,6 +99,73 @@ class StoreError(SyncdError):
     """The mirror database cannot be opened or written."""
 
 
+class NoDatabase(StoreError):
+    """There is no mirror database at ``path`` (commands that only read never create one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"no mirror database at {self.path}; check database.path "
+            "(`syncd --once` or the daemon creates the mirror)"
+        )
+
+
+class StorageError(StoreError):
+    """A storage failure named by its cause; ``where`` is what failed (for example
+    "mirror database /var/lib/syncd/mirror.sqlite") and ``detail`` SQLite's own message."""
+
+    cause = "the database failed"
+    advice = ""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        advice = f"; {self.advice}" if self.advice else ""
+        super().__init__(f"{where}: {self.cause} ({detail}){advice}")
+
+
+class CorruptDatabase(StorageError):
+    """The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or problems found by
+    ``PRAGMA quick_check``): syncing stops until ``syncd rebuild`` replaces it."""
+
+    cause = "the database file is damaged"
+    advice = (
+        "syncing stopped; stop the daemon and the timer, then run `syncd -c CONFIG rebuild` "
+        "to move the file aside and backfill a new mirror (see Recovery in docs/operations.md)"
+    )
+
+
+class DiskFull(StorageError):
+    """SQLITE_FULL: the file system (or the database's page limit) has no room left; the
+    failed transaction was rolled back."""
+
+    cause = "the disk is full"
+    advice = (
+        "nothing of the failed transaction was kept; free space on the file system that "
+        "holds the mirror and its -wal file, then run again"
+    )
+
+
+class ReadOnlyDatabase(StorageError):
+    """SQLITE_READONLY: the file, its directory or its file system cannot be written."""
+
+    cause = "the database is read-only"
+    advice = (
+        "syncd needs write access to the file and to its directory (for the -wal and -shm "
+        "files), on a file system mounted read-write"
+    )
+
+
+class StorageIOError(StorageError):
+    """SQLITE_IOERR: the operating system failed a read or write of the database files."""
+
+    cause = "disk I/O error"
+    advice = (
+        "the disk or file system failed; check the kernel log (dmesg) and free space, then "
+        "run again, or `syncd rebuild` if the mirror is damaged"
+    )
+
+
 class SchemaTooNew(StoreError):
     """The database carries migrations this version of syncd does not know."""
 
@@ -101,6 +175,17 @@ class SchemaTooNew(StoreError):
             "database was migrated by a newer syncd (unknown migrations: "
             + ", ".join(self.unknown)
             + "); upgrade syncd"
+        )
+
+
+class QueryTimeout(SyncdError):
+    """A ``syncd sql`` query ran longer than its time limit and was interrupted."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"query interrupted after {seconds:g} s (--timeout); narrow it, or allow more "
+            "time with --timeout SECONDS (0 for no limit)"
         )
 
 
@@ -118,6 +203,27 @@ class MassDeleteError(SyncdError):
             f"refusing to tombstone {would_delete} of {live} live entries in workspace "
             f"{workspace_id} within a day (more than {threshold:.0%}); if upstream really "
             "lost them, run again with --force-delete"
+        )
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a failed request took too long to answer: a 504 from a gateway, or a request
+    that timed out on the wire (a smaller window may succeed where a retry would not)."""
+    if isinstance(exc, ServerError):
+        return exc.status == 504
+    return isinstance(exc, TransportError) and str(exc).startswith("timed out")
+
+
+class UpstreamEmptyError(ApiError):
+    """Every answer for a workspace came back empty while the mirror holds its entries."""
+
+    def __init__(self, *, workspace_id: str, live: int) -> None:
+        self.workspace_id = workspace_id
+        self.live = live
+        super().__init__(
+            f"upstream answered every request for workspace {workspace_id} with no entries "
+            f"while the mirror holds {live} live entries there; nothing was tombstoned. If "
+            "the workspace really was emptied, run again with --force-delete"
         )
 
 

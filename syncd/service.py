@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +27,10 @@ from syncd import __version__
 from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
-from syncd.errors import ShutdownRequested, StoreError
+from syncd.errors import NoDatabase, ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
 from syncd.store import AsyncStore, Store
+from syncd.store.integrity import check
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
 log = structlog.get_logger("syncd.service")
@@ -314,24 +316,24 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
 
     Returns the run's report (``ok`` also when stopped by a signal: every committed window
     is kept). Raises ``ApiError``, ``BudgetExhausted``, ``MassDeleteError``, ``StoreError``
-    or ``ConfigError`` when the sync fails.
+    or ``ConfigError`` when the sync fails; ``CorruptDatabase`` before syncing when the
+    mirror fails its integrity check (``PRAGMA quick_check``, run by every one-shot run).
     """
     signals = StopSignals()
     signals.install()
     try:
         with _Progress() as progress:
-            async with (
-                open_runtime(
-                    config,
-                    shares=ONCE_SHARES,
-                    stop=signals.event,
-                    force_delete=force_delete,
-                    should_stop=lambda: signals.requested,
-                    on_window=progress.window,
-                ) as runtime,
-                recorded_run(runtime, "once") as report,
-            ):
-                await runtime.engine.run_once(report)
+            async with open_runtime(
+                config,
+                shares=ONCE_SHARES,
+                stop=signals.event,
+                force_delete=force_delete,
+                should_stop=lambda: signals.requested,
+                on_window=progress.window,
+            ) as runtime:
+                await check(runtime.store, now=utc_now())
+                async with recorded_run(runtime, "once") as report:
+                    await runtime.engine.run_once(report)
         return report
     finally:
         signals.uninstall()
@@ -350,10 +352,13 @@ async def run_daemon(config: Config) -> None:
 def status(config: Config) -> dict[str, Any]:
     """What ``syncd status`` shows, read from the mirror (works while the daemon runs).
 
-    Raises ``StoreError`` when the database cannot be opened.
+    Raises ``NoDatabase`` when there is no mirror (none is created), ``StoreError`` when
+    the database cannot be opened.
     """
     from syncd.daemon import describe_status
 
+    if not Path(config.database.path).is_file():
+        raise NoDatabase(str(config.database.path))
     store = Store(config.database.path)
     try:
         return describe_status(config, store)

@@ -295,12 +295,23 @@ def test_sql_needs_no_api_key_and_refuses_writes(runner, mirror):
     assert "syntax error" in broken.stderr
 
 
-def test_sql_on_a_missing_database_exits_1(runner, tmp_path):
-    config = write_config(tmp_path, '[database]\npath = "missing.sqlite"\n')
-    result = runner.invoke(cli, ["-c", str(config), "sql", "SELECT 1"])
-    assert result.exit_code == EXIT_FAILED
-    assert result.stderr.startswith("syncd: database: ")
-    assert "missing.sqlite" in result.stderr
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sql", "SELECT 1"],
+        ["status"],
+        ["status", "--json"],
+        ["report", "hours", "--by", "day", "--since", "2024-01-01"],
+    ],
+)
+def test_reading_commands_never_create_a_missing_database(runner, tmp_path, args):
+    config = write_config(tmp_path, '[database]\npath = "data/missing.sqlite"\n')
+    result = runner.invoke(cli, ["-c", str(config), *args])
+    assert result.exit_code == EXIT_USAGE, result.stderr
+    assert result.stderr.startswith("syncd: database: no mirror database at ")
+    assert str(tmp_path / "data" / "missing.sqlite") in result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["syncd.toml"]
 
 
 def test_report_hours(runner, mirror):

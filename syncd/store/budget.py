@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import peewee
 
-from syncd.errors import StoreError
+from syncd.store.integrity import storage_error
 
 SECOND = 1.0
 #: The span the per-second cap is counted over: a second plus the time a request may take
@@ -100,7 +100,7 @@ def _store_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except (peewee.PeeweeException, sqlite3.Error) as exc:
-            raise StoreError(f"rate budget: {exc}") from exc
+            raise storage_error(exc, "rate budget") from exc
 
     return wrapper
 

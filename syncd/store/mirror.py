@@ -34,7 +34,7 @@ import peewee
 import stamina
 from peewee import SqliteDatabase, chunked, fn
 
-from syncd.errors import MassDeleteError, SchemaTooNew, StoreError
+from syncd.errors import MassDeleteError, SchemaTooNew
 from syncd.records import (
     RunReport,
     Source,
@@ -50,6 +50,7 @@ from syncd.store import migrations, reports
 from syncd.store import models as m
 from syncd.store.checkpoint import Checkpointer
 from syncd.store.filemodes import create_mirror_file
+from syncd.store.integrity import storage_error
 from syncd.store.rows import (
     CONTENT_COLUMNS,
     Row,
@@ -97,7 +98,7 @@ def _store_call(method: Callable[P, T]) -> Callable[P, T]:
             with self.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):  # type: ignore[attr-defined]
                 return method(*args, **kwargs)
         except (peewee.DatabaseError, sqlite3.Error) as exc:
-            raise StoreError(f"mirror database {self.path}: {exc}") from exc  # type: ignore[attr-defined]
+            raise storage_error(exc, f"mirror database {self.path}", self.path) from exc  # type: ignore[attr-defined]
 
     return wrapper
 
@@ -149,7 +150,7 @@ class Store:
             raise
         except (peewee.DatabaseError, sqlite3.Error) as exc:
             self.db.close()
-            raise StoreError(f"cannot open mirror database {self.path}: {exc}") from exc
+            raise storage_error(exc, f"cannot open mirror database {self.path}", self.path) from exc
 
     def close(self) -> None:
         """Close this thread's connection (idempotent), after the checkpoint thread's."""

@@ -1,0 +1,293 @@
+"""Failing storage made loud: integrity checks, errors named by their cause, rebuilds.
+
+* :func:`storage_error` turns a SQLite failure into the ``StoreError`` that names its cause:
+  ``CorruptDatabase`` (SQLITE_CORRUPT, SQLITE_NOTADB), ``DiskFull`` (SQLITE_FULL),
+  ``ReadOnlyDatabase`` (SQLITE_READONLY, or a file SQLite cannot open because its directory
+  or file system is read-only) and ``StorageIOError`` (SQLITE_IOERR). When a commit fails,
+  SQLite may already have rolled the transaction back, and the rollback that follows fails
+  with "cannot rollback - no transaction is active": the error is named after the failed
+  commit, never after that rollback.
+* :func:`quick_check` runs ``PRAGMA quick_check`` on a connection of its own (a WAL reader:
+  it never blocks the writer). The daemon checks at start and then whenever the last passed
+  check is more than :data:`CHECK_EVERY` old (:func:`check_if_due`, from its hourly
+  housekeeping); ``--once`` checks before every run, so a run never reports success on a
+  mirror whose damage ``syncd status`` would show (the check reads every page once: about
+  a second on a mirror of a million entries). A passed check is recorded in the mirror's
+  ``installation`` table (:data:`CHECKED_AT_SETTING`).
+* :func:`rebuild` moves a damaged mirror and its ``-wal``/``-shm`` files aside under a
+  timestamped name and creates a new, empty mirror in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from syncd.errors import (
+    CorruptDatabase,
+    DiskFull,
+    NoDatabase,
+    ReadOnlyDatabase,
+    StorageIOError,
+    StoreError,
+    UsageError,
+)
+from syncd.records import format_timestamp
+
+if TYPE_CHECKING:
+    from syncd.store.asyncstore import AsyncStore
+
+log = structlog.get_logger("syncd.store")
+
+#: How old the last passed check may be before the daemon's housekeeping runs another.
+CHECK_EVERY = timedelta(days=1)
+#: The ``installation`` key holding when the mirror last passed ``PRAGMA quick_check``.
+CHECKED_AT_SETTING = "integrity_checked_at"
+#: At most this many problems are listed by a failed check.
+MAX_PROBLEMS = 10
+#: The files SQLite keeps beside the database (WAL, shared memory index, rollback journal).
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+#: Every connection to a WAL database holds a shared lock on this byte of the ``-shm`` file
+#: while it is open (SQLite's "DMS" lock; see the WAL-index format in SQLite's docs).
+_SHM_DMS_BYTE = 128
+
+_PRIMARY = {
+    sqlite3.SQLITE_CORRUPT: CorruptDatabase,
+    sqlite3.SQLITE_NOTADB: CorruptDatabase,
+    sqlite3.SQLITE_FULL: DiskFull,
+    sqlite3.SQLITE_READONLY: ReadOnlyDatabase,
+    sqlite3.SQLITE_IOERR: StorageIOError,
+}
+# Python's sqlite3 sets ``sqlite_errorcode`` on the errors it raises; these messages are
+# SQLite's own texts for the same codes, for errors that reach us without it.
+_BY_MESSAGE = (
+    ("database disk image is malformed", CorruptDatabase),
+    ("file is not a database", CorruptDatabase),
+    ("database or disk is full", DiskFull),
+    ("readonly database", ReadOnlyDatabase),
+    ("disk i/o error", StorageIOError),
+)
+_MASKING = ("no transaction is active",)
+
+
+def storage_error(exc: BaseException, where: str, path: str | Path | None = None) -> StoreError:
+    """The ``StoreError`` naming the cause of the SQLite failure ``exc``.
+
+    ``where`` names what failed (e.g. "mirror database /var/lib/syncd/mirror.sqlite");
+    ``path``, when given, lets a file SQLite could not open be explained (read-only
+    directory or file system, missing directory). Errors other than the named kinds become
+    a plain ``StoreError`` carrying SQLite's message.
+    """
+    cause = _original(exc)
+    detail = str(cause)
+    code = _code(cause)
+    kind = _PRIMARY.get(code & 0xFF) if code is not None else None
+    if kind is None:
+        lowered = detail.lower()
+        kind = next((k for text, k in _BY_MESSAGE if text in lowered), None)
+    if kind is None and code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
+        return _cannot_open(where, detail, path)
+    if kind is None:
+        return StoreError(f"{where}: {detail}")
+    return kind(where, detail)
+
+
+def _original(exc: BaseException) -> BaseException:
+    """The failure behind ``exc``: a failed rollback after a failed commit reports the
+    commit's error (SQLite had rolled the transaction back already)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not any(text in str(current) for text in _MASKING):
+            return getattr(current, "orig", None) or current
+        current = current.__cause__ or current.__context__
+    return getattr(exc, "orig", None) or exc
+
+
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code if isinstance(code, int) else None
+
+
+def _cannot_open(where: str, detail: str, path: str | Path | None) -> StoreError:
+    if path is None:
+        return StoreError(f"{where}: {detail}")
+    directory = Path(path).resolve().parent
+    if not directory.is_dir():
+        return StoreError(f"{where}: {detail} (the directory {directory} does not exist)")
+    if _read_only_file_system(directory) or not os.access(directory, os.W_OK):
+        return ReadOnlyDatabase(where, f"{detail}: cannot write in {directory}")
+    return StoreError(f"{where}: {detail}")
+
+
+def _read_only_file_system(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def quick_check(path: str | Path, *, timeout: float = 30.0) -> list[str]:
+    """Run ``PRAGMA quick_check`` on the database at ``path``; the problems found ([] when
+    the check passes), at most :data:`MAX_PROBLEMS` of them.
+
+    A file too damaged for the check to run (not a database, a damaged schema) counts as a
+    problem. Raises ``NoDatabase`` when there is no file, ``StoreError`` (``DiskFull``,
+    ``StorageIOError``, ...) when the check cannot be run for another reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NoDatabase(str(path))
+    try:
+        conn = sqlite3.connect(path, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise storage_error(exc, f"mirror database {path}", path) from exc
+    try:
+        rows = conn.execute(f"PRAGMA quick_check({MAX_PROBLEMS})").fetchall()
+    except sqlite3.DatabaseError as exc:
+        error = storage_error(exc, f"mirror database {path}", path)
+        if isinstance(error, CorruptDatabase):
+            return [str(exc)]
+        raise error from exc
+    finally:
+        conn.close()
+    problems = [str(row[0]) for row in rows]
+    return [] if problems == ["ok"] else problems
+
+
+def verify(path: str | Path) -> None:
+    """Run :func:`quick_check` and raise ``CorruptDatabase`` listing what it found."""
+    started = time.perf_counter()
+    problems = quick_check(path)
+    seconds = round(time.perf_counter() - started, 3)
+    if problems:
+        log.error("integrity_check_failed", path=str(path), problems=problems, seconds=seconds)
+        raise CorruptDatabase(f"mirror database {path}", "quick_check: " + "; ".join(problems))
+    log.info("integrity_checked", path=str(path), seconds=seconds)
+
+
+async def check(store: AsyncStore, *, now: datetime) -> None:
+    """Check the mirror behind ``store`` now (off the DB thread) and record when it passed.
+
+    Raises ``CorruptDatabase`` (nothing is recorded then) or another ``StoreError``.
+    """
+    await asyncio.to_thread(verify, store.store.path)
+    await store.set_setting(CHECKED_AT_SETTING, format_timestamp(now))
+
+
+async def check_if_due(store: AsyncStore, *, now: datetime, every: timedelta = CHECK_EVERY) -> bool:
+    """Run :func:`check` when the mirror's last passed check is older than ``every`` (or
+    was never run, or is dated after ``now``); whether it ran.
+
+    Raises ``CorruptDatabase`` or another ``StoreError``.
+    """
+    last = await store.get_setting(CHECKED_AT_SETTING)
+    if last is not None:
+        try:
+            checked_at = datetime.fromisoformat(last.replace("Z", "+00:00"))
+        except ValueError:
+            checked_at = None
+        if checked_at is not None and now - every < checked_at <= now:
+            return False
+    await check(store, now=now)
+    return True
+
+
+# ---------------------------------------------------------------------------- rebuild
+
+
+def side_files(path: str | Path) -> list[Path]:
+    """The database at ``path`` and those of its side files that exist."""
+    base = Path(path)
+    return [p for p in (base, *(Path(f"{base}{s}") for s in SIDE_SUFFIXES)) if p.exists()]
+
+
+def ensure_not_open(path: str | Path) -> None:
+    """Raise ``UsageError`` when another process has the WAL database at ``path`` open
+    (the daemon, a ``--once`` run, or a reader such as Datasette)."""
+    shm = Path(f"{path}-shm")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        return  # no WAL index: no connection is open
+    except OSError as exc:
+        raise StoreError(f"cannot tell whether {path} is in use: {exc}") from exc
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+    except OSError as exc:
+        raise UsageError(
+            f"the mirror {path} is open in another process (the daemon, a --once run or a "
+            "reader): stop it first (systemctl stop syncd syncd-once.timer)"
+        ) from exc
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+    finally:
+        os.close(fd)
+
+
+def move_aside(path: str | Path, now: datetime) -> list[Path]:
+    """Rename the database at ``path`` and its side files to
+    ``<name>.damaged-<UTC timestamp>`` (``-wal``/``-shm`` keep their suffix, so the set still
+    opens for salvage); the new names, database first.
+
+    The side files go first: a ``-wal`` left beside a new database would be read into it.
+    Raises ``NoDatabase`` when there is no file at ``path``.
+    """
+    base = Path(path)
+    if not base.is_file():
+        raise NoDatabase(str(base))
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    target = base.with_name(f"{base.name}.damaged-{stamp}")
+    n = 1
+    while side_files(target):
+        n += 1
+        target = base.with_name(f"{base.name}.damaged-{stamp}-{n}")
+    moved: list[Path] = []
+    for suffix in (*SIDE_SUFFIXES, ""):
+        source = Path(f"{base}{suffix}")
+        if source.exists():
+            destination = Path(f"{target}{suffix}")
+            os.replace(source, destination)
+            moved.append(destination)
+    return moved[-1:] + moved[:-1]
+
+
+def rebuild(path: str | Path, *, now: datetime, force: bool = False) -> list[Path]:
+    """Move the mirror at ``path`` aside and create a new, empty one there; the moved files.
+
+    Without ``force`` a mirror that passes ``quick_check`` is left alone. Raises
+    ``NoDatabase`` (no file), ``UsageError`` (the file is open in another process, or it
+    passed the check and ``force`` is not set), or ``StoreError`` (the new mirror cannot be
+    created).
+    """
+    from syncd.store.mirror import Store  # mirror imports this module
+
+    if not Path(path).is_file():
+        raise NoDatabase(str(path))
+    ensure_not_open(path)
+    if not force:
+        try:
+            problems = quick_check(path)
+        except CorruptDatabase as exc:
+            problems = [str(exc)]
+        if not problems:
+            raise UsageError(
+                f"the mirror {path} passed the integrity check (PRAGMA quick_check); "
+                "nothing to rebuild (--force rebuilds it anyway)"
+            )
+    moved = move_aside(path, now)
+    log.warning("mirror_moved_aside", path=str(path), moved_to=[str(p) for p in moved])
+    Store(path).close()
+    return moved
