@@ -41,7 +41,11 @@ from syncd.errors import (
     AuthError,
     BudgetExhausted,
     ConfigError,
+    CorruptDatabase,
+    DiskFull,
     MassDeleteError,
+    NoDatabase,
+    QueryTimeout,
     RateLimited,
     SchemaTooNew,
     ServerError,
@@ -357,6 +361,16 @@ def test_report_hours(runner, mirror):
          "syncd: daily budget spent (the budget frees up at "),
         (StoreError("disk I/O error"), EXIT_FAILED, "syncd: database: disk I/O error\n"),
         (SchemaTooNew(["0009_future"]), EXIT_FAILED, "upgrade syncd"),
+        (NoDatabase("/var/lib/syncd/mirror.sqlite"), EXIT_USAGE,
+         "syncd: database: no mirror database at /var/lib/syncd/mirror.sqlite; "),
+        (CorruptDatabase("mirror database m.sqlite", "database disk image is malformed"),
+         EXIT_FAILED, "syncd: database: mirror database m.sqlite: the database file is damaged "
+         "(database disk image is malformed); syncing stopped; stop the daemon and the timer, "
+         "then run `syncd -c CONFIG rebuild`"),
+        (DiskFull("mirror database m.sqlite", "database or disk is full"), EXIT_FAILED,
+         "syncd: database: mirror database m.sqlite: the disk is full (database or disk is "
+         "full); nothing of the failed transaction was kept; free space"),
+        (QueryTimeout(2.5), EXIT_FAILED, "syncd: query interrupted after 2.5 s (--timeout)"),
         (ShutdownRequested("stopped by SIGTERM"), EXIT_FAILED, "syncd: stopped by SIGTERM\n"),
         (KeyboardInterrupt(), EXIT_INTERRUPTED, "syncd: interrupted\n"),
     ],
