@@ -40,7 +40,14 @@ from syncd.service import (
     utc_now,
 )
 from syncd.store import AsyncStore, Store
-from syncd.store.housekeeping import PRUNE_CHUNK, delete_expired, expired_rows, rewrite_settings
+from syncd.store.housekeeping import (
+    PRUNE_CHUNK,
+    SCAN_SPAN,
+    delete_expired,
+    expired_rows,
+    last_rowid,
+    rewrite_settings,
+)
 from syncd.store.integrity import check, check_if_due
 from syncd.webhook import (
     HOOK_PREFIX,
@@ -522,11 +529,14 @@ async def prune_if_due(
         if days == 0:
             continue  # kept for ever
         before = timestamp(now - timedelta(days=days))
-        rowids = await store.call(expired_rows, store.store, kind, before)
         pruned[kind] = 0
-        for start in range(0, len(rowids), PRUNE_CHUNK):
-            chunk = rowids[start : start + PRUNE_CHUNK]
-            pruned[kind] += await store.call(delete_expired, store.store, kind, chunk, before)
+        top = await store.call(last_rowid, store.store, kind)
+        for first in range(1, top + 1, SCAN_SPAN):
+            last = first + SCAN_SPAN - 1
+            rowids = await store.call(expired_rows, store.store, kind, before, first, last)
+            for start in range(0, len(rowids), PRUNE_CHUNK):
+                chunk = rowids[start : start + PRUNE_CHUNK]
+                pruned[kind] += await store.call(delete_expired, store.store, kind, chunk, before)
     await store.set_setting(RETENTION_SETTING, timestamp(now))
     log.info("retention_pruned", **pruned)
     return pruned

@@ -1,9 +1,10 @@
 """Housekeeping of the mirror: pruning by age, and settings rewritten without a trace.
 
-Pruning is done in short steps (find the rows, then delete them a chunk per transaction), so
-that the rate budget's transactions and window commits of the daemon, which share its one
-DB thread (``AsyncStore``), and other processes' writes never wait long behind it. Every
-delete re-checks its condition, so a tombstone revived meanwhile by another process stays.
+Pruning is done in short steps (find the rows of one rowid range, then delete them a chunk
+per transaction), so that the rate budget's transactions and window commits of the daemon,
+which share its one DB thread (``AsyncStore``), and other processes' writes never wait long
+behind it. Every delete re-checks its condition, so a tombstone revived meanwhile by another
+process stays.
 
 Hard-deleting a tombstone needs nothing else: tombstones are neither in the description
 index nor in ``daily_project_totals``, and a trigger removes the entry's tag links.
@@ -22,12 +23,17 @@ from syncd.store.mirror import Store
 
 T = TypeVar("T")
 
-#: Rows deleted per transaction.
-PRUNE_CHUNK = 1000
+#: Rows deleted per transaction (a few milliseconds each).
+PRUNE_CHUNK = 250
+#: Rowids looked at per search (about 10 ms on a mirror of a million entries).
+SCAN_SPAN = 50_000
 
+_TABLE = {"webhook_events": "webhook_events", "tombstones": "time_entries"}
 _EXPIRED = {
-    "webhook_events": "SELECT rowid FROM webhook_events WHERE received_at < ?",
-    "tombstones": "SELECT rowid FROM time_entries WHERE deleted_at IS NOT NULL AND deleted_at < ?",
+    "webhook_events": "SELECT rowid FROM webhook_events "
+    "WHERE rowid BETWEEN ? AND ? AND received_at < ?",
+    "tombstones": "SELECT rowid FROM time_entries "
+    "WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT NULL AND deleted_at < ?",
 }
 _DELETE = {
     "webhook_events": "DELETE FROM webhook_events WHERE rowid IN ({marks}) AND received_at < ?",
@@ -39,11 +45,25 @@ _DELETE = {
 PRUNABLE = tuple(_EXPIRED)
 
 
-def expired_rows(store: Store, kind: str, before: str) -> list[int]:
-    """Row ids of ``kind`` (``webhook_events`` received, or ``tombstones`` deleted, before the
-    timestamp ``before``). Raises ``StoreError``; ``KeyError`` for an unknown kind."""
+def last_rowid(store: Store, kind: str) -> int:
+    """The largest rowid of ``kind``'s table (0 when empty). Raises ``StoreError``;
+    ``KeyError`` for an unknown kind."""
+    sql = f"SELECT IFNULL(MAX(rowid), 0) FROM {_TABLE[kind]}"  # noqa: S608 (a constant)
+    return _guarded(store, lambda: int(store.db.execute_sql(sql).fetchone()[0]))
+
+
+def expired_rows(store: Store, kind: str, before: str, first: int, last: int) -> list[int]:
+    """Rowids from ``first`` to ``last`` of ``kind`` (``webhook_events`` received, or
+    ``tombstones`` deleted, before the timestamp ``before``).
+
+    Raises ``StoreError``; ``KeyError`` for an unknown kind.
+    """
     sql = _EXPIRED[kind]
-    return _guarded(store, lambda: [r for (r,) in store.db.execute_sql(sql, (before,))])
+
+    def rows() -> list[int]:
+        return [r for (r,) in store.db.execute_sql(sql, (first, last, before))]
+
+    return _guarded(store, rows)
 
 
 def delete_expired(store: Store, kind: str, rowids: Sequence[int], before: str) -> int:
@@ -56,7 +76,9 @@ def delete_expired(store: Store, kind: str, rowids: Sequence[int], before: str) 
     sql = _DELETE[kind].format(marks=", ".join("?" * len(rowids)))
 
     def delete() -> int:
-        with store.db.atomic("IMMEDIATE"):
+        # The store's write transaction: its checkpoint thread copies the pages afterwards,
+        # so no delete waits for a checkpoint.
+        with store._write():
             return store.db.execute_sql(sql, (*rowids, before)).rowcount
 
     return _guarded(store, delete)
