@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.config import parse_config
 from syncd.errors import StoreError
 from syncd.secrets import keep_token, matches_verifier, read_token, secret_verifier
 from syncd.webhook import new_token
@@ -74,3 +75,12 @@ def test_the_secret_verifier_is_salted_and_checks_the_secret():
     assert matches_verifier("", None)
     assert not matches_verifier(secret, "0123456789abcdef")  # an unsalted digest of old
     assert not matches_verifier(secret, "scrypt$x$8$1$AA$AA")
+
+
+def test_the_token_file_is_beside_the_mirror_or_in_the_state_directory(tmp_path):
+    text = '[database]\npath = "data/m.sqlite"\n'
+    env = {"SYNCD_API_KEY": "k"}
+    beside = parse_config(text, base_dir=tmp_path, env=env)
+    assert beside.webhook_token_path == tmp_path / "data" / "m.sqlite.webhook-token"
+    systemd = parse_config(text, base_dir=tmp_path, env={**env, "STATE_DIRECTORY": "/s/a:/s/b"})
+    assert systemd.webhook_token_path == Path("/s/a/m.sqlite.webhook-token")
