@@ -149,6 +149,36 @@ def test_the_daemon_refuses_to_start_on_a_damaged_mirror(tmp_path, emulator) -> 
     assert not events(daemon.stdout, "daemon_started")
 
 
+def test_the_daemon_checks_the_mirror_when_it_starts(tmp_path, emulator) -> None:
+    config = str(write_config(tmp_path, emulator, "mirror.sqlite"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "-c", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ENV_NAMES},
+    )
+    try:
+        assert daemon.stdout is not None
+        seen = []
+        for line in daemon.stdout:
+            seen.append(json.loads(line)["event"])
+            if seen[-1] == "daemon_started":
+                break
+        assert "integrity_checked" in seen
+        assert seen.index("integrity_checked") < seen.index("daemon_started")
+        checked = sqlite3.connect(f"file:{tmp_path / 'mirror.sqlite'}?mode=ro", uri=True).execute(
+            "SELECT value FROM installation WHERE key = 'integrity_checked_at'"
+        )
+        assert checked.fetchone() is not None
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == EXIT_OK
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
 def test_rebuild_without_a_mirror_names_the_path(tmp_path, emulator) -> None:
     config = str(write_config(tmp_path, emulator, "data/mirror.sqlite"))
     result = syncd("-c", config, "rebuild", "--no-sync")
