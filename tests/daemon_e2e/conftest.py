@@ -448,6 +448,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM"):
         monkeypatch.delenv(name, raising=False)  # the generated config alone decides
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)  # the token file stays in workdir
     monkeypatch.setenv("NO_PROXY", "*")
 
 
