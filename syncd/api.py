@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import orjson
@@ -32,9 +32,11 @@ from syncd.errors import (
     ServerError,
 )
 from syncd.records import (
+    EntryList,
     EventKind,
     RateLimitInfo,
     Ref,
+    Rejection,
     TimeEntry,
     WebhookEvent,
     WebhookSubscription,
@@ -315,6 +317,13 @@ def _malformed(what: str, status: int = 200, body: bytes = b"", url: str = "") -
 
 
 _CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_SHOW = 80  # characters of an offending value shown in a message
+
+
+def _show(value: object) -> str:
+    """``repr`` of an offending value, cut short (a reason never carries a huge value)."""
+    text = repr(value)
+    return text if len(text) <= _SHOW else text[: _SHOW - 3] + "..."
 
 
 def normalize_timestamp(value: object, name: str = "timestamp") -> str:
@@ -332,11 +341,11 @@ def normalize_timestamp(value: object, name: str = "timestamp") -> str:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise _malformed(f"{name} is not an ISO 8601 string: {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return format_timestamp(dt)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return format_timestamp(dt)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved to UTC
+        raise _malformed(f"{name} is not an ISO 8601 string: {_show(value)}") from None
 
 
 def _opt_timestamp(value: object, name: str) -> str | None:
@@ -344,7 +353,9 @@ def _opt_timestamp(value: object, name: str) -> str | None:
 
 
 def normalize_date(value: object, name: str = "date") -> str:
-    """``YYYY-MM-DD`` or an ISO datetime (§5.1: ``date`` is a full datetime) → UTC ``YYYY-MM-DD``.
+    """``YYYY-MM-DD`` or an ISO datetime (§5.1: ``date`` is a full datetime) → the calendar
+    day it was sent with, ``YYYY-MM-DD``: ``2026-11-20T00:00:00.000+05:30`` is 2026-11-20 (its
+    UTC day would be the 19th). A naive datetime's day is its own.
 
     Raises ``MalformedResponse`` naming ``name``.
     """
@@ -352,8 +363,16 @@ def normalize_date(value: object, name: str = "date") -> str:
         try:
             return date.fromisoformat(value.strip()).isoformat()
         except ValueError:
-            raise _malformed(f"{name} is not a date: {value!r}") from None
-    return normalize_timestamp(value, name)[:10]
+            raise _malformed(f"{name} is not a date: {_show(value)}") from None
+    if not isinstance(value, str) or not value.strip():
+        raise _malformed(f"{name} is not an ISO 8601 string: {_show(value)}")
+    s = value.strip()
+    if s[-1] in "zZ":
+        s = s[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(s).date().isoformat()
+    except ValueError:
+        raise _malformed(f"{name} is not an ISO 8601 string: {_show(value)}") from None
 
 
 def _id(value: object, name: str) -> str:
@@ -375,24 +394,6 @@ def _opt_str(value: object, name: str) -> str | None:
     raise _malformed(f"{name} is not a string: {value!r}")
 
 
-def _bool(value: object, name: str, default: bool = False) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):  # §3.7: booleans sometimes travel as strings
-        return value == "true"
-    raise _malformed(f"{name} is not a boolean: {value!r}")
-
-
-def _seconds(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _malformed(f"{name} is not a number of seconds: {value!r}")
-    return round(value)
-
-
 def _ref(value: object, name: str) -> Ref | None:
     """A nested ``{id, name}`` object (§4.3), or None when absent/null."""
     if value is None:
@@ -408,29 +409,39 @@ def _ref(value: object, name: str) -> Ref | None:
     )
 
 
-def _tags(value: object) -> tuple[Ref, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise _malformed(f"tags is not a list: {value!r}")
-    tags = []
-    for i, item in enumerate(value):
-        ref = _ref(item, f"tags[{i}]")
-        if ref is None:
-            raise _malformed(f"tags[{i}] has no id")
-        tags.append(ref)
-    return tuple(tags)
-
-
 def compact_json(obj: object) -> str:
-    """The compact JSON text stored as ``raw`` (key order kept, unicode unescaped)."""
-    return orjson.dumps(obj).decode()
+    """The compact JSON text stored as ``raw`` (key order kept, unicode unescaped); an
+    integer beyond 64 bits is written as sent."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:  # orjson.JSONEncodeError: an integer orjson cannot hold
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------- time entries
 
+#: Years a date or timestamp of an entry may have; the upstream produces no others.
+MIN_YEAR, MAX_YEAR = 1970, 2100
+#: The longest duration an entry can have: the span of those years, in seconds.
+MAX_DURATION_SECONDS = (date(MAX_YEAR + 1, 1, 1) - date(MIN_YEAR, 1, 1)).days * 86_400
+#: Longest id (entry, workspace, member, project, client, task, tag) kept, in characters.
+MAX_ID_CHARS = 255
+#: Longest name, email or colour kept, in characters.
+MAX_NAME_CHARS = 1_000
+#: Longest description kept, in characters.
+MAX_DESCRIPTION_CHARS = 65_535
+#: How much of a quarantined entry's JSON is kept with its rejection, in bytes.
+REJECTED_RAW_BYTES = 4_096
+
 #: Webhook ``action`` values that mark a manual entry vs a timer (§4.3).
 _MANUAL_ACTIONS = {"manual_entry": True, "start_timer": False, "stop_timer": False}
+#: Keys of the nested (webhook, fallback) shape; an object with none of them is flat.
+_NESTED_KEYS = frozenset({"workspace", "teamMember", "project", "client", "task"})
+_is_canonical_timestamp = _CANONICAL_TIMESTAMP.fullmatch
+#: A canonical timestamp within ``MIN_YEAR..MAX_YEAR`` (the common case, checked in one call).
+_YEARS = r"(?:19[7-9]\d|20\d\d|2100)-"  # MIN_YEAR..MAX_YEAR, then the dash
+_usable_stamp = re.compile(_YEARS + r"\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").fullmatch
+_usable_year = re.compile(_YEARS).match
 
 
 def _pick(obj: Mapping[str, Any], *names: str) -> Any:
@@ -451,127 +462,287 @@ def _flat_or_nested(obj: Mapping[str, Any], prefix: str, nested: str) -> Ref | N
     return Ref(rid, _opt_str(obj.get(f"{prefix}_name"), f"{prefix}_name"))
 
 
-def parse_time_entry(obj: object, *, workspace_id: str | None = None) -> TimeEntry:
-    """Normalise one time entry of any upstream shape into a ``TimeEntry``.
-
-    Shapes: find (flat snake_case, ``createdAt``/``updatedAt``, §3.7), create (flat,
-    ``created_at``/``updated_at``, §3.6/§5.2), webhook/fallback (nested camelCase, §4.3;
-    ``endTime``/``duration`` absent while the timer runs). ``workspace_id`` is used when the
-    object names none. Raises ``MalformedResponse`` naming the offending field.
-    """
-    if not isinstance(obj, dict):
-        raise _malformed(f"time entry is not an object: {compact_json(obj)[:80]}")
-    entry_id = _id(obj.get("id"), "id")
-    try:
-        if _NESTED_KEYS.isdisjoint(obj):
-            return _flat_time_entry(obj, entry_id, workspace_id)
-        return _time_entry(obj, entry_id, workspace_id)
-    except MalformedResponse as exc:
-        raise _malformed(f"time entry {entry_id}: {_what(exc)}") from None
+class _Unusable(Exception):
+    """The entry has no usable id, date or workspace: it is not stored."""
 
 
-def _what(exc: MalformedResponse) -> str:
-    return str(exc).removeprefix("unexpected response: ")
+class _Problems:
+    """What was wrong with an entry. Strict parsing raises ``MalformedResponse`` at the first
+    problem; lenient parsing clears the field (``clear``) or gives the entry up (``drop``,
+    which raises ``_Unusable``). ``found`` stays None until a problem is found, so a clean
+    entry allocates nothing here (one instance serves a whole answer)."""
+
+    __slots__ = ("found", "strict")
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.found: list[str] | None = None
+
+    def clear(self, what: str) -> None:
+        if self.strict:
+            raise _malformed(what)
+        if self.found is None:
+            self.found = [what]
+        else:
+            self.found.append(what)
+
+    def drop(self, what: str) -> NoReturn:
+        self.clear(what)
+        raise _Unusable
 
 
-#: Keys of the nested (webhook, fallback) shape; an object with none of them is flat.
-_NESTED_KEYS = frozenset({"workspace", "teamMember", "project", "client", "task"})
-_is_canonical_timestamp = _CANONICAL_TIMESTAMP.fullmatch
+def _e_id(value: object, name: str, p: _Problems) -> str | None:
+    """An id (§5.1: an opaque string; integers are taken as text), None when absent or
+    empty; a bad or over-long one is cleared."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        p.clear(f"{name} is missing or not an id: {_show(value)}")
+        return None
+    if len(value) > MAX_ID_CHARS:
+        p.clear(f"{name} is longer than {MAX_ID_CHARS} characters ({len(value):,})")
+        return None
+    return value
 
 
-def _stamp(value: object, name: str) -> str | None:
-    """``_opt_timestamp`` with the canonical form checked first."""
+def _e_text(value: object, name: str, p: _Problems, limit: int = MAX_NAME_CHARS) -> str | None:
+    """Text (numbers are taken as text), None when absent; a bad or over-long one is cleared."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        p.clear(f"{name} is not a string: {_show(value)}")
+        return None
+    if len(value) > limit:
+        p.clear(f"{name} is longer than {limit:,} characters ({len(value):,})")
+        return None
+    return value
+
+
+def _e_bool(value: object, name: str, p: _Problems, default: bool) -> bool:
+    """A boolean (§3.7: sometimes sent as "true"/"false"); absent or null gives ``default``,
+    and so does a bad one (cleared)."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    p.clear(f"{name} is not a boolean: {_show(value)}")
+    return default
+
+
+def _e_seconds(value: object, name: str, p: _Problems) -> int | None:
+    """Whole seconds in ``0..MAX_DURATION_SECONDS``, None when absent (a running timer);
+    anything else is cleared."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        p.clear(f"{name} is not a number of seconds: {_show(value)}")
+        return None
+    seconds = round(value)
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
+        p.clear(f"{name} is out of range (0 to {MAX_DURATION_SECONDS:,} seconds): {_show(value)}")
+        return None
+    return seconds
+
+
+def _in_years(text: str) -> bool:
+    """Whether a normalised date or timestamp lies in ``MIN_YEAR..MAX_YEAR``."""
+    return _usable_year(text) is not None
+
+
+def _e_stamp(value: object, name: str, p: _Problems) -> str | None:
+    """A timestamp normalised to UTC (``normalize_timestamp``) within ``MIN_YEAR..MAX_YEAR``,
+    None when absent; anything else is cleared."""
     if value is None:
         return None
     if value.__class__ is str and _is_canonical_timestamp(value):  # type: ignore[arg-type]
-        return value  # type: ignore[return-value]
-    return normalize_timestamp(value, name)
+        stamp: str = value  # type: ignore[assignment]
+    else:
+        try:
+            stamp = normalize_timestamp(value, name)
+        except MalformedResponse as exc:
+            p.clear(_what(exc))
+            return None
+    if not _in_years(stamp):
+        p.clear(f"{name} is outside the years {MIN_YEAR}-{MAX_YEAR}: {_show(value)}")
+        return None
+    return stamp
 
 
-def _either(obj: Mapping[str, Any], name: str, other: str) -> Any:
-    value = obj.get(name)
-    return obj.get(other) if value is None else value
+def _e_day(value: object, p: _Problems) -> str:
+    """The calendar day of ``date`` as sent (``normalize_date``) within the allowed years;
+    an entry without one is given up."""
+    if value.__class__ is str and _is_canonical_timestamp(value):  # type: ignore[arg-type]
+        day: str = value[:10]  # type: ignore[index]
+    else:
+        try:
+            day = normalize_date(value)
+        except MalformedResponse as exc:
+            p.drop(_what(exc))
+    if not _in_years(day):
+        p.drop(f"date is outside the years {MIN_YEAR}-{MAX_YEAR}: {_show(value)}")
+    return day
 
 
-def _flat_ref(obj: Mapping[str, Any], id_key: str, name_key: str) -> tuple[str | None, str | None]:
-    """``(id, name)`` of a flat reference (§5.2), or ``(None, None)`` when it has no id."""
+def _e_ref(
+    obj: Mapping[str, Any], nested: str, prefix: str, p: _Problems
+) -> tuple[str | None, str | None]:
+    """``(id, name)`` of a reference: ``{nested: {id, name}}`` (§4.3) or, when that is absent
+    or has no id, the flat pair (``_e_flat_ref``). A bad id clears the reference, a bad name
+    only the name."""
+    inner = obj.get(nested)
+    if inner is not None:
+        if inner.__class__ is not dict:
+            p.clear(f"{nested} is not an object: {_show(inner)}")
+        elif inner.get("id") is not None:
+            rid = _e_id(inner["id"], f"{nested}.id", p)
+            if rid is None:
+                return None, None
+            return rid, _e_text(inner.get("name"), f"{nested}.name", p)
+    return _e_flat_ref(obj, f"{prefix}_id", f"{prefix}_name", p)
+
+
+def _e_flat_ref(
+    obj: Mapping[str, Any], id_key: str, name_key: str, p: _Problems
+) -> tuple[str | None, str | None]:
+    """``(id, name)`` of a flat reference (§5.2), ``(None, None)`` when it has no id."""
     rid = obj.get(id_key)
     if rid is None or rid == "":
         return None, None
-    if rid.__class__ is not str:
-        rid = _id(rid, id_key)
+    if rid.__class__ is not str or len(rid) > MAX_ID_CHARS:
+        rid = _e_id(rid, id_key, p)
+        if rid is None:
+            return None, None
     name = obj.get(name_key)
-    if name is not None and name.__class__ is not str:
-        name = _opt_str(name, name_key)
+    if name is not None and (name.__class__ is not str or len(name) > MAX_NAME_CHARS):
+        name = _e_text(name, name_key, p)
     return rid, name
 
 
-def _flat_tags(value: object) -> tuple[Ref, ...]:
+def _e_tags(value: object, p: _Problems) -> tuple[Ref, ...]:
+    """``[{id, name, color}]``; a tag without a usable id is left out, a bad name or colour
+    cleared, and a value that is not a list clears the tags."""
     if value is None or value == []:
         return ()
     if value.__class__ is not list:
-        return _tags(value)
+        p.clear(f"tags is not a list: {_show(value)}")
+        return ()
     tags = []
-    for item in value:  # type: ignore[attr-defined]
-        if item.__class__ is not dict:
-            return _tags(value)
-        tid, name, color = item.get("id"), item.get("name"), item.get("color")
-        if tid.__class__ is not str or not tid or not _plain_text(name) or not _plain_text(color):
-            return _tags(value)  # the general path names the problem
-        tags.append(Ref(tid, name, color))
+    for i, item in enumerate(value):  # type: ignore[arg-type]
+        if item.__class__ is dict:
+            tid, name, color = item.get("id"), item.get("name"), item.get("color")
+            if (
+                tid.__class__ is str
+                and 0 < len(tid) <= MAX_ID_CHARS
+                and (name is None or (name.__class__ is str and len(name) <= MAX_NAME_CHARS))
+                and (color is None or (color.__class__ is str and len(color) <= MAX_NAME_CHARS))
+            ):
+                tags.append(Ref(tid, name, color))
+                continue
+            if tid is None or tid == "":
+                p.clear(f"tags[{i}] has no id")
+                continue
+            tid = _e_id(tid, f"tags[{i}].id", p)
+            if tid is not None:
+                name = _e_text(name, f"tags[{i}].name", p)
+                tags.append(Ref(tid, name, _e_text(color, f"tags[{i}].color", p)))
+        else:
+            p.clear(f"tags[{i}] is not an object: {_show(item)}")
     return tuple(tags)
 
 
-def _plain_text(value: object) -> bool:
-    return value is None or value.__class__ is str
+def _entry(obj: dict[str, Any], entry_id: str, workspace_id: str | None, p: _Problems) -> TimeEntry:
+    """The one time-entry parser, for every shape: flat snake_case (find, create, §5.2) and
+    nested camelCase (webhook, fallback, §4.3) differ only in where a reference sits
+    (``_e_ref``) and in the casing of a few keys (the snake_case one is read first).
 
-
-def _flat_time_entry(obj: dict[str, Any], entry_id: str, workspace_id: str | None) -> TimeEntry:
-    """``_time_entry`` for the flat shapes (find, create), which carry almost every entry.
-
-    Gives exactly what ``_time_entry`` gives for an object with none of ``_NESTED_KEYS``,
-    checking the common types inline and falling back to the general helpers otherwise.
+    A field that is absent or null takes its documented meaning (§5.2, §8 rows 9-10): no
+    reference, no start or end, a running timer's duration, ``billable`` true, an empty
+    description, ``date`` from the start's UTC day. Common values are checked inline; the
+    ``_e_*`` helpers handle the rest and report problems to ``p``.
     """
     get = obj.get
-    ws_id, ws_name = _flat_ref(obj, "workspace_id", "workspace_name")
+    nested = not _NESTED_KEYS.isdisjoint(obj)
+    if nested:
+        ws_id, ws_name = _e_ref(obj, "workspace", "workspace", p)
+        member_id, member_name = _e_ref(obj, "teamMember", "team_member", p)
+        project_id, project_name = _e_ref(obj, "project", "project", p)
+        client_id, client_name = _e_ref(obj, "client", "client", p)
+        task_id, task_name = _e_ref(obj, "task", "task", p)
+        member = get("teamMember")
+        email = get("team_member_email") or (
+            member.get("email") if member.__class__ is dict else None
+        )
+    else:  # flat: no nested object to look into
+        ws_id, ws_name = _e_flat_ref(obj, "workspace_id", "workspace_name", p)
+        member_id, member_name = _e_flat_ref(obj, "team_member_id", "team_member_name", p)
+        project_id, project_name = _e_flat_ref(obj, "project_id", "project_name", p)
+        client_id, client_name = _e_flat_ref(obj, "client_id", "client_name", p)
+        task_id, task_name = _e_flat_ref(obj, "task_id", "task_name", p)
+        email = get("team_member_email") or None
     if ws_id is None:
-        ws_id = _id(get("workspaceId") or workspace_id, "workspace_id")
-    start = _stamp(_either(obj, "start_time", "startTime"), "start_time")
-    end = _stamp(_either(obj, "end_time", "endTime"), "end_time")
+        ws_id = _e_id(get("workspaceId") or workspace_id, "workspace_id", p)
+        if ws_id is None:
+            p.drop("workspace_id is missing or not an id")
+    if email is not None and (email.__class__ is not str or len(email) > MAX_NAME_CHARS):
+        email = _e_text(email, "team_member_email", p)
+
+    start = get("start_time")
+    if start is None:
+        start = get("startTime")
+    if start is not None and (start.__class__ is not str or not _usable_stamp(start)):
+        start = _e_stamp(start, "start_time", p)
     raw_date = get("date")
     if raw_date is None:
         if start is None:
-            raise _malformed("date is missing (and there is no start_time)")
+            p.drop("date is missing (and there is no start_time)")
         day = start[:10]  # §8 row 10: date defaults to start_time's UTC day
-    elif raw_date.__class__ is str and _is_canonical_timestamp(raw_date):
+    elif raw_date.__class__ is str and _usable_stamp(raw_date):
         day = raw_date[:10]
     else:
-        day = normalize_date(raw_date)
-    # Checked in the order the general parser checks them, so both name the same field.
-    manual = _either(obj, "manually_entered", "manuallyEntered")
+        day = _e_day(raw_date, p)
+    manual = get("manually_entered")
     if manual is None:
-        manual = _MANUAL_ACTIONS.get(get("action"))  # type: ignore[arg-type]
-    member_id, member_name = _flat_ref(obj, "team_member_id", "team_member_name")
-    project_id, project_name = _flat_ref(obj, "project_id", "project_name")
-    client_id, client_name = _flat_ref(obj, "client_id", "client_name")
-    task_id, task_name = _flat_ref(obj, "task_id", "task_name")
+        manual = get("manuallyEntered")
+        if manual is None:
+            action = get("action")
+            manual = _MANUAL_ACTIONS.get(action) if action.__class__ is str else None
+    if manual.__class__ is not bool:
+        manual = _e_bool(manual, "manually_entered", p, False)
+    end = get("end_time")
+    if end is None:
+        end = get("endTime")
+    if end is not None and (end.__class__ is not str or not _usable_stamp(end)):
+        end = _e_stamp(end, "end_time", p)
+        if end is None and start is not None and not manual:
+            p.clear("start_time cleared too: without its end the entry would read as running")
+            start = None
     duration = get("duration")
-    if duration.__class__ is not int:
-        duration = _seconds(duration, "duration")
+    if duration.__class__ is not int or not 0 <= duration <= MAX_DURATION_SECONDS:
+        duration = _e_seconds(duration, "duration", p)
     description = get("description")
-    if description.__class__ is not str:
-        description = _opt_str(description, "description") or ""
+    if description.__class__ is not str or len(description) > MAX_DESCRIPTION_CHARS:
+        description = _e_text(description, "description", p, MAX_DESCRIPTION_CHARS) or ""
     billable = get("billable")
     if billable.__class__ is not bool:
-        billable = _bool(billable, "billable")
-    if manual.__class__ is not bool:
-        manual = _bool(manual, "manually_entered")
-    created = _stamp(_either(obj, "created_at", "createdAt"), "created_at")
-    updated = _stamp(_either(obj, "updated_at", "updatedAt"), "updated_at")
-    tags = _flat_tags(get("tags"))
-    email = get("team_member_email") or None
-    if email is not None and email.__class__ is not str:
-        email = _opt_str(email, "team_member_email")
+        billable = _e_bool(billable, "billable", p, True)  # §3.6 (guide): default true
+    created = get("created_at")
+    if created is None:
+        created = get("createdAt")
+    if created is not None and (created.__class__ is not str or not _usable_stamp(created)):
+        created = _e_stamp(created, "created_at", p)
+    updated = get("updated_at")
+    if updated is None:
+        updated = get("updatedAt")
+    if updated is not None and (updated.__class__ is not str or not _usable_stamp(updated)):
+        updated = _e_stamp(updated, "updated_at", p)
+    tags = get("tags")
+    tags = () if tags is None else _e_tags(tags, p)
     return TimeEntry(
         id=entry_id,
         workspace_id=ws_id,
@@ -599,77 +770,153 @@ def _flat_time_entry(obj: dict[str, Any], entry_id: str, workspace_id: str | Non
     )
 
 
-def _time_entry(obj: dict[str, Any], entry_id: str, workspace_id: str | None) -> TimeEntry:
-    workspace = _flat_or_nested(obj, "workspace", "workspace")
-    if workspace is None:
-        workspace = Ref(_id(_pick(obj, "workspaceId") or workspace_id, "workspace_id"))
-    start = _opt_timestamp(_pick(obj, "start_time", "startTime"), "start_time")
-    end = _opt_timestamp(_pick(obj, "end_time", "endTime"), "end_time")
-    raw_date = obj.get("date")
-    if raw_date is not None:
-        day = normalize_date(raw_date)
-    elif start is not None:
-        day = start[:10]  # §8 row 10: date defaults to start_time's UTC day
+def _entry_id(obj: object, p: _Problems) -> str:
+    """The id of an entry object; the entry is given up without one."""
+    if obj.__class__ is not dict:
+        p.drop(f"time entry is not an object: {_show(obj)}")
+    rid = obj.get("id")  # type: ignore[attr-defined]
+    if rid.__class__ is str and 0 < len(rid) <= MAX_ID_CHARS:
+        return rid
+    if rid is None or rid == "" or isinstance(rid, bool):
+        p.drop(f"id is missing or not an id: {_show(rid)}")
+    usable = _e_id(rid, "id", p)
+    if usable is None:
+        raise _Unusable
+    return usable
+
+
+def parse_time_entry(obj: object, *, workspace_id: str | None = None) -> TimeEntry:
+    """Normalise one time entry of any upstream shape into a ``TimeEntry``, strictly.
+
+    Shapes: find (flat snake_case, ``createdAt``/``updatedAt``, §3.7), create (flat,
+    ``created_at``/``updated_at``, §3.6/§5.2), webhook/fallback (nested camelCase, §4.3;
+    ``endTime``/``duration`` absent while the timer runs). ``workspace_id`` is used when the
+    object names none. Raises ``MalformedResponse`` naming the first offending field, for
+    any value ``check_time_entry`` would quarantine.
+    """
+    p = _Problems(strict=True)
+    entry_id = _entry_id(obj, p)
+    try:
+        return _entry(obj, entry_id, workspace_id, p)  # type: ignore[arg-type]
+    except MalformedResponse as exc:
+        raise _malformed(f"time entry {entry_id}: {_what(exc)}") from None
+
+
+def check_time_entry(
+    obj: object, *, workspace_id: str | None = None
+) -> tuple[TimeEntry | None, Rejection | None]:
+    """Normalise one time entry like ``parse_time_entry``, quarantining instead of raising.
+
+    Returns ``(entry, None)`` for a clean entry; ``(entry, rejection)`` when fields had to be
+    cleared (over-long text, a duration out of range, a timestamp outside ``MIN_YEAR`` to
+    ``MAX_YEAR``, a value of the wrong type); ``(None, rejection)`` when the entry has no
+    usable id, date or workspace and cannot be stored at all. Never raises.
+    """
+    p = _Problems(strict=False)
+    entry = _lenient(obj, workspace_id, p)
+    return entry, None if p.found is None else _rejection(obj, entry, workspace_id, p.found)
+
+
+def _lenient(obj: object, workspace_id: str | None, p: _Problems) -> TimeEntry | None:
+    """The entry with bad fields cleared, None when it is unusable; problems go to ``p``."""
+    try:
+        return _entry(obj, _entry_id(obj, p), workspace_id, p)  # type: ignore[arg-type]
+    except _Unusable:
+        return None
+
+
+def _rejection(
+    obj: object, entry: TimeEntry | None, workspace_id: str | None, found: list[str]
+) -> Rejection:
+    raw = compact_json(obj)
+    data = raw.encode()
+    if entry is None:
+        entry_id = _lenient_id(obj)
+        day = _day_of(obj)
     else:
-        raise _malformed("date is missing (and there is no start_time)")
-    action = obj.get("action")
-    manual = _pick(obj, "manually_entered", "manuallyEntered")
-    if manual is None and action in _MANUAL_ACTIONS:
-        manual = _MANUAL_ACTIONS[action]
-    member = _flat_or_nested(obj, "team_member", "teamMember")
-    member_obj = obj.get("teamMember") if isinstance(obj.get("teamMember"), dict) else {}
-    project = _flat_or_nested(obj, "project", "project")
-    client = _flat_or_nested(obj, "client", "client")
-    task = _flat_or_nested(obj, "task", "task")
-    return TimeEntry(
-        id=entry_id,
-        workspace_id=workspace.id,
+        entry_id, day, workspace_id = entry.id, entry.date, entry.workspace_id
+    return Rejection(
+        entry_id=entry_id,
+        workspace_id=workspace_id,
+        reason="; ".join(found),
+        raw=data[:REJECTED_RAW_BYTES].decode("utf-8", errors="ignore"),
+        raw_bytes=len(data),
+        stored=entry is not None,
         date=day,
-        start_time=start,
-        end_time=end,
-        duration_seconds=_seconds(obj.get("duration"), "duration"),
-        description=_opt_str(obj.get("description"), "description") or "",
-        billable=_bool(obj.get("billable"), "billable"),
-        manually_entered=_bool(manual, "manually_entered"),
-        team_member_id=member.id if member else None,
-        team_member_name=member.name if member else None,
-        project_id=project.id if project else None,
-        project_name=project.name if project else None,
-        client_id=client.id if client else None,
-        client_name=client.name if client else None,
-        task_id=task.id if task else None,
-        task_name=task.name if task else None,
-        created_at=_opt_timestamp(_pick(obj, "created_at", "createdAt"), "created_at"),
-        updated_at=_opt_timestamp(_pick(obj, "updated_at", "updatedAt"), "updated_at"),
-        tags=_tags(obj.get("tags")),
-        workspace_name=workspace.name,
-        team_member_email=_opt_str(
-            _pick(obj, "team_member_email") or member_obj.get("email"), "team_member_email"
-        ),
-        raw=compact_json(obj),
     )
+
+
+def _lenient_id(obj: object) -> str | None:
+    try:
+        return _entry_id(obj, _Problems(strict=False))
+    except _Unusable:
+        return None
+
+
+def _day_of(obj: object) -> str | None:
+    """The usable day of an entry given up for another reason (its id, say), else None."""
+    if obj.__class__ is not dict:
+        return None
+    p = _Problems(strict=False)
+    try:
+        value = obj.get("date")  # type: ignore[attr-defined]
+        return None if value is None else _e_day(value, p)
+    except _Unusable:
+        return None
+
+
+def _what(exc: MalformedResponse) -> str:
+    return str(exc).removeprefix("unexpected response: ")
+
+
+def _entries_json(status: int, body: bytes, url: str) -> Any:
+    """``_json``, but a body orjson refuses only for a number it cannot hold (beyond a double,
+    ``NaN``) is read again with the standard library, keeping such numbers as their text (a
+    huge integer stays an integer), so the entry holding one is quarantined, not the answer.
+    """
+    try:
+        return orjson.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        first = exc
+    try:
+        return json.loads(body, parse_float=_finite_or_text, parse_constant=str)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _malformed(f"body is not JSON ({first})", status, body, url) from None
+
+
+def _finite_or_text(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text
 
 
 def parse_time_entries(
     status: int, headers: Headers, body: bytes, url: str = "", *, workspace_id: str | None = None
-) -> list[TimeEntry]:
+) -> EntryList:
     """The find-time-entries response (§3.7): a bare JSON array of flat entries, ``[]`` if none.
 
-    Raises the ``error_for_response`` exception for a non-200 status and
-    ``MalformedResponse`` when the body is not a JSON array of valid entries.
+    Entries syncd cannot store as given are quarantined (``check_time_entry``): the list
+    holds the usable ones, ``rejected`` the quarantined ones. ``workspace_id`` is used for
+    entries that name none. Raises the ``error_for_response`` exception for a non-200 status
+    and ``MalformedResponse`` when the body is not a JSON array.
     """
     _check_status(status, headers, body, url, (200,))
-    data = _json(status, body, url)
+    data = _entries_json(status, body, url)
     if not isinstance(data, list):
         raise _malformed(
             f"expected a JSON array of time entries, got {type(data).__name__}", status, body, url
         )
-    entries = []
-    for i, obj in enumerate(data):
-        try:
-            entries.append(parse_time_entry(obj, workspace_id=workspace_id))
-        except MalformedResponse as exc:
-            raise _malformed(f"item {i}: {_what(exc)}", status, body, url) from None
+    entries = EntryList()
+    rejected = []
+    append = entries.append
+    p = _Problems(strict=False)
+    for obj in data:
+        entry = _lenient(obj, workspace_id, p)
+        if entry is not None:
+            append(entry)
+        if p.found is not None:
+            rejected.append(_rejection(obj, entry, workspace_id, p.found))
+            p.found = None
+    entries.rejected = tuple(rejected)
     return entries
 
 

@@ -292,6 +292,8 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
         "duration_seconds": round(duration_seconds, 3),
         "ok": report.ok,
     }
+    if report.outcome.quarantined:  # upstream entries stored with fields cleared, or not at all
+        summary["quarantined"] = len(report.outcome.quarantined)
     if report.error:
         summary["error"] = report.error
     return summary
@@ -582,6 +584,12 @@ def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
         if hook
         else "webhook subscription: none"
     )
+    quarantined = data.get("quarantined_entries")
+    if quarantined:
+        console.print(
+            f"quarantined upstream entries: {quarantined:,} "
+            "(stored with fields cleared, or not at all; see the rejected_entries table)"
+        )
     events = data.get("webhook_events") or {}
     if events:
         console.print(

@@ -7,6 +7,7 @@ Timestamps are ISO 8601 UTC text in the form ``YYYY-MM-DDTHH:MM:SS.sssZ``; entry
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -62,7 +63,7 @@ class TimeEntry:
 
     id: str
     workspace_id: str
-    date: str  # YYYY-MM-DD (UTC)
+    date: str  # YYYY-MM-DD: the calendar day upstream sent (or start_time's UTC day)
     start_time: str | None
     end_time: str | None  # None while the timer runs
     duration_seconds: int | None  # None while the timer runs
@@ -87,6 +88,39 @@ class TimeEntry:
     @property
     def running(self) -> bool:
         return self.end_time is None and self.start_time is not None and not self.manually_entered
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An upstream entry syncd could not store as given (it is quarantined).
+
+    ``stored``: the entry was stored with the offending fields cleared; otherwise it was not
+    stored at all (no usable id, date or workspace). ``entry_id`` is None when the entry had
+    no usable id. ``raw`` is the entry's JSON, cut to a few KiB; ``raw_bytes`` its full size.
+    """
+
+    entry_id: str | None
+    workspace_id: str | None
+    reason: str
+    raw: str
+    raw_bytes: int
+    stored: bool
+    date: str | None = None  # the entry's day, when it had a usable one
+
+
+class EntryList(list[TimeEntry]):
+    """The usable entries of one find answer, and (``rejected``) those quarantined."""
+
+    __slots__ = ("rejected",)
+
+    def __init__(self, entries: Iterable[TimeEntry] = (), rejected: Iterable[Rejection] = ()):
+        super().__init__(entries)
+        self.rejected: tuple[Rejection, ...] = tuple(rejected)
+
+
+def rejected_of(entries: Iterable[TimeEntry]) -> tuple[Rejection, ...]:
+    """The quarantined entries of a find answer (none for a plain list)."""
+    return entries.rejected if isinstance(entries, EntryList) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +179,9 @@ class WindowOutcome:
     unchanged: int = 0
     tombstoned: int = 0
     revived: int = 0
+    # Entries the answer held that syncd could not store as given, as ``workspace/key`` (see
+    # ``store.quarantine.entry_key``): a set, so an entry in two answers of a run counts once.
+    quarantined: frozenset[str] = frozenset()
 
     def add(self, other: WindowOutcome) -> None:
         self.inserted += other.inserted
@@ -152,6 +189,7 @@ class WindowOutcome:
         self.unchanged += other.unchanged
         self.tombstoned += other.tombstoned
         self.revived += other.revived
+        self.quarantined |= other.quarantined
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +228,21 @@ class WindowScan:
     force_delete: bool = False
     mass_delete_share: float = 0.5  # refuse when tombstones exceed this share of live entries
     mass_delete_min: int = 10  # ... and are at least this many
+    # Entries of the answer syncd quarantined (``Rejection``): stored with fields cleared, or
+    # not at all. One not stored keeps its mirror row as it is; one without a usable id might
+    # be any row, so an answer holding one tombstones nothing.
+    rejected: tuple[Rejection, ...] = ()
+
+    @property
+    def dropped_ids(self) -> frozenset[str]:
+        """Ids of answered entries that were not stored: their mirror rows stay as they are."""
+        return frozenset(r.entry_id for r in self.rejected if not r.stored and r.entry_id)
+
+    @property
+    def proves_absence(self) -> bool:
+        """Whether an entry missing from the answer is gone upstream: not when the answer held
+        an entry without a usable id."""
+        return all(r.entry_id is not None for r in self.rejected)
 
 
 @dataclass(slots=True)

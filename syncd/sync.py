@@ -43,6 +43,7 @@ from syncd.records import (
     WindowScan,
     WorkspaceState,
     format_timestamp,
+    rejected_of,
 )
 from syncd.seams import Client, MirrorStore
 
@@ -497,6 +498,7 @@ class SyncEngine:
             force_delete=self.settings.force_delete,
             mass_delete_share=self.settings.mass_delete_share,
             mass_delete_min=self.settings.mass_delete_min,
+            rejected=rejected_of(entries),
         )
 
     async def _commit(self, scan: WindowScan, report: RunReport) -> int:

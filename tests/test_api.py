@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -20,6 +22,7 @@ from syncd.errors import (
     ServerError,
 )
 from syncd.records import EventKind, Ref
+from syncd.store.rows import row_of
 
 KEY = "secret-key-123"
 NOW = 1_700_000_000.0
@@ -305,13 +308,12 @@ def test_parse_time_entries():
     body = _body([FIND_ENTRY, {**FIND_ENTRY, "id": "two"}])
     entries = api.parse_time_entries(200, {}, body)
     assert [e.id for e in entries] == ["te1a2b3c4-0000", "two"]
+    assert entries.rejected == ()
     assert api.parse_time_entries(200, {}, b"[]") == []
-    with pytest.raises(MalformedResponse, match=r"item 1: .*duration") as info:
-        api.parse_time_entries(200, {}, _body([FIND_ENTRY, {**FIND_ENTRY, "duration": "x"}]), "u")
+    with pytest.raises(MalformedResponse, match="not JSON") as info:
+        api.parse_time_entries(200, {}, b'[{"id": "x"', "u")  # cut off
     assert info.value.status == 200
     assert info.value.url == "u"
-    with pytest.raises(MalformedResponse, match="not JSON"):
-        api.parse_time_entries(200, {}, b'[{"id": "x"')  # cut off
     with pytest.raises(MalformedResponse, match="array"):
         api.parse_time_entries(200, {}, b'{"error": "x"}')
     with pytest.raises(ServerError):
@@ -643,13 +645,205 @@ def test_emulator_samples_parse():
             assert api.parse_webhook_event({}, _body(getattr(shapes, name))).kind is kind
 
 
-# --------------------------------------------------------------------------- flat fast path
+# --------------------------------------------------------------------------- quarantine
+
+OVERLONG_ID = "i" * (api.MAX_ID_CHARS + 1)
+OVERLONG_NAME = "n" * (api.MAX_NAME_CHARS + 1)
+OVERLONG_DESCRIPTION = "d" * (api.MAX_DESCRIPTION_CHARS + 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "cleared"),
+    [
+        ({"duration": 10**23}, "duration", {"duration_seconds": None}),
+        ({"duration": 1e23}, "duration", {"duration_seconds": None}),
+        ({"duration": -1_000_000_000_000}, "duration", {"duration_seconds": None}),
+        ({"duration": "long"}, "duration", {"duration_seconds": None}),
+        ({"start_time": "9999-12-31T23:00:00-05:00"}, "start_time", {"start_time": None}),
+        ({"createdAt": "1969-12-31T23:59:59.000Z"}, "created_at", {"created_at": None}),
+        ({"updatedAt": "2024-13-01T00:00:00Z"}, "updated_at", {"updated_at": None}),
+        ({"description": OVERLONG_DESCRIPTION}, "description", {"description": ""}),
+        ({"project_id": OVERLONG_ID}, "project_id", {"project_id": None, "project_name": None}),
+        ({"team_member_name": OVERLONG_NAME}, "team_member_name", {"team_member_name": None}),
+        (
+            {"team_member_id": []},
+            "team_member_id",
+            {"team_member_id": None, "team_member_name": None},
+        ),
+        ({"billable": "maybe"}, "billable", {"billable": True}),
+        (
+            {"tags": [{"name": "x"}, {"id": "tag1", "name": "urgent", "color": "#ff0000"}]},
+            "tags[0]",
+            {"tags": (Ref("tag1", "urgent", "#ff0000"),)},
+        ),
+        # A stopped timer whose end is unusable must not read as a running one.
+        ({"end_time": "later"}, "end_time", {"end_time": None, "start_time": None}),
+    ],
+)
+def test_a_field_syncd_cannot_store_is_cleared_and_the_entry_kept(change, field, cleared):
+    clean = api.parse_time_entry(FIND_ENTRY)
+    entry, rejection = api.check_time_entry({**FIND_ENTRY, **change})
+    assert {k: getattr(entry, k) for k in cleared} == cleared
+    kept = {k: v for k, v in _fields(clean).items() if k not in cleared}
+    assert {k: v for k, v in _fields(entry).items() if k not in cleared} == kept
+    assert not entry.running
+    assert rejection.stored
+    assert (rejection.entry_id, rejection.workspace_id, rejection.date) == (
+        "te1a2b3c4-0000",
+        "w1b2c3d4",
+        "2024-01-15",
+    )
+    assert field in rejection.reason
+    assert len(rejection.reason) < 300  # the offending value is shown cut short
+    with pytest.raises(MalformedResponse, match=re.escape(field)):
+        api.parse_time_entry({**FIND_ENTRY, **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "entry_id", "field"),
+    [
+        ({"id": None}, None, "id"),
+        ({"id": ["x"]}, None, "id"),
+        ({"id": OVERLONG_ID}, None, "id"),
+        ({"date": "2026-02-30"}, "te1a2b3c4-0000", "date"),
+        ({"date": "9999-01-01T00:00:00.000Z"}, "te1a2b3c4-0000", "date"),
+        ({"date": "1969-12-31"}, "te1a2b3c4-0000", "date"),
+        ({"date": None, "start_time": None}, "te1a2b3c4-0000", "date"),
+        ({"workspace_id": None}, "te1a2b3c4-0000", "workspace_id"),
+    ],
+)
+def test_an_entry_without_usable_id_date_or_workspace_is_not_stored(change, entry_id, field):
+    entry, rejection = api.check_time_entry({**FIND_ENTRY, **change})
+    assert entry is None
+    assert not rejection.stored
+    assert rejection.entry_id == entry_id
+    assert field in rejection.reason
+
+
+def test_the_requested_workspace_stands_in_for_a_missing_one():
+    entry, rejection = api.check_time_entry({**FIND_ENTRY, "workspace_id": None}, workspace_id="w9")
+    assert rejection is None
+    assert entry.workspace_id == "w9"
+
+
+def test_a_rejection_keeps_at_most_a_few_kib_of_the_entry():
+    entry, rejection = api.check_time_entry({**FIND_ENTRY, "description": "é" * 70_000})
+    assert entry.description == ""
+    assert len(rejection.raw.encode()) <= api.REJECTED_RAW_BYTES
+    assert rejection.raw_bytes > 140_000
+    assert rejection.raw.startswith('{"id":"te1a2b3c4-0000"')
+
+
+def test_one_bad_entry_never_fails_the_answer():
+    """Numbers orjson cannot hold (10^23 as an integer, 1e400) and items of no use are
+    quarantined one by one; every other entry of the answer is parsed as usual."""
+    body = b",".join(
+        [
+            _body(FIND_ENTRY),
+            b'{"id":"big","date":"2024-01-16T00:00:00.000Z","duration":100000000000000000000000}',
+            b'{"id":"inf","date":"2024-01-16","duration":1e400,"billable":NaN}',
+            b"7",
+            _body({**FIND_ENTRY, "id": "late", "date": "9999-01-01"}),
+            _body({**FIND_ENTRY, "id": "two"}),
+        ]
+    )
+    entries = api.parse_time_entries(200, {}, b"[" + body + b"]", workspace_id="w1")
+    assert [e.id for e in entries] == ["te1a2b3c4-0000", "big", "inf", "two"]
+    big, inf = entries[1], entries[2]
+    assert big.duration_seconds is None
+    assert big.workspace_id == "w1"
+    assert '"duration":100000000000000000000000' in big.raw  # kept as sent
+    assert (inf.duration_seconds, inf.billable) == (None, True)
+    assert [(r.entry_id, r.stored, r.date) for r in entries.rejected] == [
+        ("big", True, "2024-01-16"),
+        ("inf", True, "2024-01-16"),
+        (None, False, None),
+        ("late", False, None),
+    ]
+    assert "duration" in entries.rejected[0].reason
+    assert "duration" in entries.rejected[1].reason
+    assert "billable" in entries.rejected[1].reason
+    assert "not an object" in entries.rejected[2].reason
+    with pytest.raises(MalformedResponse, match="not JSON"):
+        api.parse_time_entries(200, {}, b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]")
+
+
+@pytest.mark.parametrize(
+    ("sent", "day"),
+    [
+        ("2026-11-20T00:00:00.000+05:30", "2026-11-20"),
+        ("2026-11-20T23:30:00-08:00", "2026-11-20"),
+        ("2026-11-20T00:00:00.000Z", "2026-11-20"),
+        ("2026-11-20T10:00:00", "2026-11-20"),
+        ("2026-11-20", "2026-11-20"),
+    ],
+)
+def test_date_keeps_the_calendar_day_it_was_sent_with(sent, day):
+    for shape in (FIND_ENTRY, CREATE_ENTRY, WEBHOOK_ENTRY):
+        assert api.parse_time_entry({**shape, "date": sent}).date == day
+
+
+def test_a_missing_or_null_billable_takes_the_documented_default_true():
+    for shape in (FIND_ENTRY, WEBHOOK_ENTRY):
+        without = {k: v for k, v in shape.items() if k != "billable"}
+        assert api.parse_time_entry(without).billable is True
+        assert api.parse_time_entry({**shape, "billable": None}).billable is True
+        assert api.parse_time_entry({**shape, "billable": False}).billable is False
+        assert api.parse_time_entry({**shape, "billable": "false"}).billable is False
+
+
+def test_fields_present_but_null_mean_what_the_contract_documents():
+    """§5.2 and §8 rows 9-10: null is the same as absent. No start or end (a manual entry),
+    no duration, no project, client, task or member, no tags, billable by default, an empty
+    description; nothing is quarantined."""
+    nullable = (
+        "description", "start_time", "end_time", "duration", "duration_hours", "billable",
+        "manually_entered", "team_member_id", "team_member_name", "team_member_email",
+        "team_member_role", "project_id", "project_name", "project_status", "client_id",
+        "client_name", "task_id", "task_name", "task_status", "timesheet_id",
+        "timesheet_status", "tags", "tag_count", "createdAt", "updatedAt",
+    )  # fmt: skip
+    entry, rejection = api.check_time_entry({**FIND_ENTRY, **dict.fromkeys(nullable)})
+    assert rejection is None
+    assert _fields(entry) == {
+        **dict.fromkeys(_fields(entry)),
+        "id": "te1a2b3c4-0000",
+        "workspace_id": "w1b2c3d4",
+        "workspace_name": "Dev Team",
+        "date": "2024-01-15",
+        "description": "",
+        "billable": True,
+        "manually_entered": False,
+        "tags": (),
+    }
+    assert not entry.running
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"duration": -1_000_000_000_000},
+        {"duration": 10**23},
+        {"updatedAt": "9999-12-31T23:00:00-05:00"},
+        {"startTime": "0001-01-01T00:00:00+01:00"},
+        {"date": "2101-01-01T00:00:00.000Z"},
+        {"description": OVERLONG_DESCRIPTION},
+    ],
+)
+def test_a_webhook_with_values_the_upstream_cannot_produce_is_refused(change):
+    with pytest.raises(InvalidWebhook) as info:
+        api.parse_webhook_event({}, _body({**WEBHOOK_ENTRY, **change}))
+    assert info.value.status == 400
+
+
+# --------------------------------------------------------------------------- any input
 
 _FIELD_VALUES = st.one_of(
     st.none(),
     st.just(""),
     st.booleans(),
     st.integers(-5, 10**6),
+    st.integers(-(10**25), 10**25),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(
         [
@@ -658,17 +852,24 @@ _FIELD_VALUES = st.one_of(
             "2024-01-15T11:00:00+02:00",
             "2024-01-15",
             "2024-13-45",
+            "9999-12-31T23:00:00-05:00",
+            "0001-01-01T00:30:00+01:00",
+            "1969-12-31T23:59:59.999Z",
+            "2100-12-31T23:59:59.999Z",
+            "2101-01-01",
             "true",
             "false",
             "naïve 東京",
+            OVERLONG_ID,
+            OVERLONG_NAME,
         ]
     ),
     st.lists(
         st.one_of(
             st.fixed_dictionaries(
-                {"id": st.sampled_from(["t1", "", 7, None])},
+                {"id": st.sampled_from(["t1", "", 7, None, OVERLONG_ID])},
                 optional={
-                    "name": st.sampled_from(["urgent", 3, None]),
+                    "name": st.sampled_from(["urgent", 3, None, OVERLONG_NAME]),
                     "color": st.sampled_from(["red", None, 1.5]),
                 },
             ),
@@ -676,37 +877,87 @@ _FIELD_VALUES = st.one_of(
         ),
         max_size=3,
     ),
-    st.dictionaries(st.just("id"), st.just("x")),
+    st.dictionaries(st.sampled_from(["id", "name", "email"]), st.sampled_from(["x", 3, None])),
     st.lists(st.just(1), max_size=1),
 )
-_FLAT_KEYS = [
-    "workspace_id", "workspace_name", "workspaceId", "date", "start_time", "startTime",
-    "end_time", "endTime", "duration", "description", "billable", "manually_entered",
-    "manuallyEntered", "action", "team_member_id", "team_member_name", "team_member_email",
-    "project_id", "project_name", "client_id", "client_name", "task_id", "task_name",
-    "created_at", "createdAt", "updated_at", "updatedAt", "tags",
+_ENTRY_KEYS = [
+    "id", "workspace_id", "workspace_name", "workspaceId", "workspace", "date", "start_time",
+    "startTime", "end_time", "endTime", "duration", "description", "billable",
+    "manually_entered", "manuallyEntered", "action", "team_member_id", "team_member_name",
+    "team_member_email", "teamMember", "project_id", "project_name", "project", "client_id",
+    "client_name", "client", "task_id", "task_name", "task", "created_at", "createdAt",
+    "updated_at", "updatedAt", "tags",
 ]  # fmt: skip
 
 
-def _outcome(parse, obj):
-    try:
-        return parse(obj)
-    except MalformedResponse as exc:
-        return str(exc)
-    except TypeError as exc:  # an unhashable action, in both paths alike
-        return f"TypeError: {exc}"
+def _storable(entry) -> None:
+    """The row of ``entry`` binds to SQLite, and holds only values the upstream can produce."""
+    sqlite3.connect(":memory:").execute(
+        "SELECT " + ", ".join("?" * len(row_of(entry, "poll", "now"))), row_of(entry, "poll", "now")
+    )
+    stamps = [entry.date, entry.start_time, entry.end_time, entry.created_at, entry.updated_at]
+    assert all(f"{api.MIN_YEAR}" <= s[:4] <= f"{api.MAX_YEAR}" for s in stamps if s)
+    assert entry.duration_seconds is None or 0 <= entry.duration_seconds <= 4_200_000_000
+    ids = [entry.id, entry.workspace_id, entry.project_id, entry.task_id, entry.client_id]
+    assert all(len(i) <= api.MAX_ID_CHARS for i in ids + [t.id for t in entry.tags] if i)
+    assert len(entry.description) <= api.MAX_DESCRIPTION_CHARS
 
 
 @given(
-    base=st.sampled_from([FIND_ENTRY, CREATE_ENTRY]),
-    changes=st.dictionaries(st.sampled_from(_FLAT_KEYS), _FIELD_VALUES, max_size=6),
+    base=st.sampled_from([FIND_ENTRY, CREATE_ENTRY, WEBHOOK_ENTRY]),
+    changes=st.dictionaries(st.sampled_from(_ENTRY_KEYS), _FIELD_VALUES, max_size=6),
     workspace_id=st.sampled_from([None, "ws-default"]),
 )
 @settings(max_examples=400, deadline=None)
-def test_flat_fast_path_gives_what_the_general_parser_gives(base, changes, workspace_id):
-    """Entries of the flat shapes take a fast path; any value in any field parses (or fails,
-    naming the same field) exactly as the general parser would."""
+def test_any_entry_is_stored_quarantined_or_refused_and_never_raises(base, changes, workspace_id):
+    """Whatever a field holds, the lenient parser returns a storable entry or none, with a
+    rejection exactly when the strict one (webhooks) raises."""
     obj = {**base, **changes}
-    fast = _outcome(lambda o: api._flat_time_entry(o, o["id"], workspace_id), obj)
-    general = _outcome(lambda o: api._time_entry(o, o["id"], workspace_id), obj)
-    assert fast == general
+    entry, rejection = api.check_time_entry(obj, workspace_id=workspace_id)
+    try:
+        strict = api.parse_time_entry(obj, workspace_id=workspace_id)
+    except MalformedResponse as exc:
+        strict = exc
+    if rejection is None:
+        assert entry == strict
+    else:
+        assert isinstance(strict, MalformedResponse)
+        assert rejection.stored is (entry is not None)
+        assert rejection.reason
+    if entry is not None:
+        _storable(entry)
+
+
+_SHARED = ("date", "duration", "description", "billable", "tags", "id")
+
+
+@given(
+    shared=st.dictionaries(st.sampled_from(_SHARED), _FIELD_VALUES, max_size=4),
+    cased=st.dictionaries(
+        st.sampled_from(["start", "end", "created", "updated"]), _FIELD_VALUES, max_size=3
+    ),
+    refs=st.dictionaries(
+        st.sampled_from(["project", "task", "client", "teamMember"]), _FIELD_VALUES, max_size=2
+    ),
+)
+@settings(max_examples=300, deadline=None)
+def test_flat_and_nested_shapes_of_the_same_values_give_the_same_outcome(shared, cased, refs):
+    """One parser for every shape: the find shape and the webhook shape holding the same
+    values give the same record, cleared the same way, or both are given up."""
+    flat_keys = {"start": "start_time", "end": "end_time", "created": "createdAt"}
+    flat_keys |= {"updated": "updatedAt"}
+    nested_keys = {"start": "startTime", "end": "endTime", "created": "createdAt"}
+    nested_keys |= {"updated": "updatedAt"}
+    ref_keys = {"project": "project", "task": "task", "client": "client"}
+    ref_keys |= {"teamMember": "team_member"}
+    flat = {**FIND_ENTRY, **shared, **{flat_keys[k]: v for k, v in cased.items()}}
+    nested = {**WEBHOOK_ENTRY, **shared, **{nested_keys[k]: v for k, v in cased.items()}}
+    for key, value in refs.items():
+        flat[f"{ref_keys[key]}_id"] = value
+        nested[key] = {**nested[key], "id": value}
+    flat_entry, flat_rejection = api.check_time_entry(flat)
+    nested_entry, nested_rejection = api.check_time_entry(nested)
+    assert (flat_entry is None) == (nested_entry is None)
+    if flat_entry is not None:
+        assert _fields(flat_entry) == _fields(nested_entry)
+    assert (flat_rejection is None) == (nested_rejection is None)

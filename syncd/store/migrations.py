@@ -521,6 +521,28 @@ WEBHOOK_LEDGER_REFUSALS = (
     "ALTER TABLE webhook_events ADD COLUMN body_bytes INTEGER",
 )
 
+# Upstream entries syncd could not store as given (quarantined): stored with the offending
+# fields cleared, or not at all; one row per entry (or, without a usable id, per distinct body),
+# counted each time a scan brings it back, and removed once a scan finds it clean or gone.
+REJECTED_ENTRIES = (
+    """
+    CREATE TABLE rejected_entries (
+        workspace_id TEXT NOT NULL,
+        entry_key TEXT NOT NULL,
+        id TEXT,
+        date TEXT,
+        reason TEXT NOT NULL,
+        stored INTEGER NOT NULL CHECK (stored IN (0, 1)),
+        raw TEXT NOT NULL,
+        raw_bytes INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        seen_count INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (workspace_id, entry_key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX rejected_entries_date ON rejected_entries (workspace_id, date)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -531,6 +553,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0007_tag_links_by_entry_rowid", TAG_LINKS_BY_ROWID),
     Migration("0008_totals_of_inserts_by_store", TOTALS_OF_INSERTS_BY_STORE),
     Migration("0009_webhook_ledger_refusals", WEBHOOK_LEDGER_REFUSALS),
+    Migration("0010_rejected_entries", REJECTED_ENTRIES),
 )
 
 

@@ -46,7 +46,7 @@ from syncd.records import (
     WorkspaceState,
     format_timestamp,
 )
-from syncd.store import migrations, reports
+from syncd.store import migrations, quarantine, reports
 from syncd.store import models as m
 from syncd.store.checkpoint import Checkpointer
 from syncd.store.filemodes import create_mirror_file
@@ -291,8 +291,10 @@ class Store:
                     outcome.updated += 1
                     to_write.append(entry)
 
-            seen = {e.id for e in entries}
+            seen = {e.id for e in entries} | scan.dropped_ids  # quarantined: rows kept as they are
             gone = [i for i in self._live_ids_in(scan) if i not in seen]
+            if not scan.proves_absence:  # an entry without a usable id might be any row
+                gone = []
             if gone and not scan.force_delete:
                 self._guard_mass_delete(scan, len(gone))
             elif gone:  # forced: later scans count deletions from here on
@@ -304,6 +306,7 @@ class Store:
 
             self._write_entries(to_write, scan.source, scan.requested_at or scan.scanned_at, stored)
             outcome.tombstoned = self._tombstone(gone, scan.scanned_at)
+            outcome.quarantined = quarantine.record(self.db, scan, entries, gone)
             m.WindowScanRow.insert(
                 workspace_id=scan.workspace_id,
                 date_from=scan.date_from,
@@ -664,11 +667,13 @@ class Store:
 
     @_store_call
     def status(self) -> dict[str, Any]:
-        """Per-workspace counts and progress, the last run, and webhook outcomes.
+        """Per-workspace counts and progress, the last run, webhook outcomes, and the upstream
+        entries held in quarantine.
 
         Returns ``{"workspaces": [...], "last_run": {...} | None, "webhook_events": {...},
-        "last_webhook_at": str | None}``.
+        "last_webhook_at": str | None, "quarantined_entries": int}``.
         """
+        quarantined = quarantine.counts(self.db)
         counts: dict[str, list[int]] = {}
         rows = self.db.execute_sql(
             "SELECT workspace_id, deleted_at IS NULL, COUNT(*) FROM time_entries "
@@ -691,6 +696,7 @@ class Store:
                     "name": ws.name,
                     "live_entries": live,
                     "tombstoned_entries": gone,
+                    "quarantined_entries": quarantined.get(ws.id, 0),
                     "last_scan_at": last_scan.get(ws.id),
                     "backfill_complete": state.backfill_complete,
                     "backfill_before": state.backfill_before,
@@ -711,6 +717,7 @@ class Store:
             "last_run": last,
             "webhook_events": hooks,
             "last_webhook_at": last_delivery,
+            "quarantined_entries": sum(quarantined.values()),
         }
 
     @_store_call
