@@ -7,7 +7,7 @@ Timestamps are ISO 8601 UTC text in the form ``YYYY-MM-DDTHH:MM:SS.sssZ``; entry
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -121,6 +121,13 @@ class EntryList(list[TimeEntry]):
 def rejected_of(entries: Iterable[TimeEntry]) -> tuple[Rejection, ...]:
     """The quarantined entries of a find answer (none for a plain list)."""
     return entries.rejected if isinstance(entries, EntryList) else ()
+
+
+def sent_count(entries: Sequence[TimeEntry]) -> int:
+    """How many entries upstream sent in a find answer: the usable ones and those quarantined
+    without being stored. An answer's size, as a cap or a suspicious round number shows, is
+    this count, not ``len(entries)``."""
+    return len(entries) + sum(1 for r in rejected_of(entries) if not r.stored)
 
 
 @dataclass(frozen=True, slots=True)

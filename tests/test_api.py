@@ -21,7 +21,7 @@ from syncd.errors import (
     ResponseError,
     ServerError,
 )
-from syncd.records import EventKind, Ref
+from syncd.records import EventKind, Ref, sent_count
 from syncd.store.rows import row_of
 
 KEY = "secret-key-123"
@@ -749,6 +749,7 @@ def test_one_bad_entry_never_fails_the_answer():
     )
     entries = api.parse_time_entries(200, {}, b"[" + body + b"]", workspace_id="w1")
     assert [e.id for e in entries] == ["te1a2b3c4-0000", "big", "inf", "two"]
+    assert sent_count(entries) == 6  # an answer's size (for a cap) counts the ones left out
     big, inf = entries[1], entries[2]
     assert big.duration_seconds is None
     assert big.workspace_id == "w1"
