@@ -24,7 +24,7 @@ from syncd import plan as planning
 from syncd import systemd
 from syncd.budget import BudgetLimits
 from syncd.config import Config, RetentionConfig
-from syncd.errors import CorruptDatabase, SyncdError
+from syncd.errors import CorruptDatabase, InvalidWebhook, SyncdError
 from syncd.log import register_secret
 from syncd.metrics import Metrics
 from syncd.records import EventKind, RunReport, WebhookEvent
@@ -51,6 +51,8 @@ from syncd.store.housekeeping import (
 from syncd.store.integrity import check, check_if_due
 from syncd.webhook import (
     HOOK_PREFIX,
+    REFUSED_RESCAN_SECONDS,
+    Refusal,
     create_receiver_app,
     new_token,
     redact_path,
@@ -246,8 +248,11 @@ class Daemon:
         app = create_receiver_app(
             token=await self._token(),
             secret=secret or None,
+            require_signature=webhooks.require_signature,
             max_body_bytes=webhooks.max_body_bytes,
-            on_event=self._stops_when_damaged(self._on_event),
+            accepted_kinds=frozenset(SUBSCRIBED_EVENTS),
+            on_event=self._stops_when_damaged(self._on_push),
+            on_refused=self._on_refused,
             health=self._health,
             metrics=self.metrics,
             metrics_handler=self._metrics,
@@ -273,6 +278,53 @@ class Daemon:
         if window is not None and self.scheduler is not None:
             self.scheduler.request_refresh(*window)
         return outcome
+
+    async def _on_push(self, event: WebhookEvent) -> str:
+        """``_on_event`` for a workspace the mirror holds. Raises ``InvalidWebhook`` (the
+        receiver ledgers the delivery as refused) for a workspace not in ``sync.workspaces``
+        or, when that is empty, one the mirror does not know."""
+        workspace = event.workspace_id
+        if workspace is not None and workspace not in await self._mirrored_workspaces():
+            wanted = "in sync.workspaces" if self.config.sync.workspaces else "known to the mirror"
+            raise InvalidWebhook(f"workspace {workspace} is not {wanted}", status=422)
+        return await self._on_event(event)
+
+    async def _on_refused(self, refusal: Refusal) -> None:
+        """Ledger a refused delivery and, at most once per ``REFUSED_RESCAN_SECONDS``, queue
+        a re-scan of every mirrored workspace's hot window (whatever the delivery announced).
+        Raises ``StoreError``."""
+        store = self.rt.store
+        await store.call(
+            store.store.record_refused_webhook,
+            dedupe_key=refusal.dedupe_key,
+            kind=refusal.kind,
+            object_id=refusal.object_id,
+            workspace_id=refusal.workspace_id,
+            delivery_id=refusal.delivery_id,
+            reason=refusal.reason,
+            body=refusal.body_text,
+            body_bytes=refusal.body_bytes,
+            received_at=timestamp(),
+        )
+        now = asyncio.get_running_loop().time()
+        if self.scheduler is None or now < self._refused_rescan_after:
+            return
+        self._refused_rescan_after = now + REFUSED_RESCAN_SECONDS
+        today = utc_now().date()
+        for workspace in sorted(await self._mirrored_workspaces()):
+            for back in range(self.config.sync.hot_window_days):
+                day = (today - timedelta(days=back)).isoformat()
+                self.scheduler.request_refresh(workspace, day)
+
+    _refused_rescan_after = 0.0
+
+    async def _mirrored_workspaces(self) -> set[str]:
+        """``sync.workspaces`` or, when that is empty, every workspace the mirror knows."""
+        wanted = self.config.sync.workspaces
+        if wanted:
+            return set(wanted)
+        store = self.rt.store
+        return await store.call(store.store.workspace_ids)
 
     async def _metrics(self, request: Any) -> Any:
         """``/metrics``: the budget gauge is read at scrape time (other processes spend too)."""

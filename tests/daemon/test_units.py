@@ -69,6 +69,15 @@ def test_daemon_unit():
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
 
 
+@pytest.mark.parametrize("name", ["syncd.service", "syncd-once.service"])
+def test_units_raise_the_file_limit(name):
+    """Under systemd's default soft limit of 1024 descriptors, 1,050 slow webhook clients
+    starved the daemon ("Too many open files"); the receiver's connection cap follows the
+    limit, so the units raise it."""
+    unit = parse_unit(UNITS / name)
+    assert int(one(unit, "Service", "LimitNOFILE")) >= 65536
+
+
 def test_once_unit_shares_identity_and_sandbox():
     unit = parse_unit(UNITS / "syncd-once.service")
     daemon = parse_unit(UNITS / "syncd.service")

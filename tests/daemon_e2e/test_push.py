@@ -82,13 +82,9 @@ def test_timer_start_and_stop_reach_the_mirror_through_the_webhook(
     assert emu.key_stats()["rate_limited"] == 0
 
 
-CAPTURE_EVENTS = [
-    "TIMER_STARTED",
-    "TIMER_STOPPED",
-    "MANUAL_TIME_ADDED",
-    "TIME_ENTRY_UPDATED",
-    "TIME_ENTRY_DELETED",
-]
+# The events the daemon subscribes to. The emulator's update and delete events are
+# extensions the receiver refuses (the re-scans catch edits and deletions).
+CAPTURE_EVENTS = ["TIMER_STARTED", "TIMER_STOPPED", "MANUAL_TIME_ADDED"]
 
 
 def _make_history(emu, workspaces):
@@ -160,7 +156,7 @@ def test_flood_of_duplicate_and_reordered_deliveries(
     captured = list(capture_server.deliveries)
     kinds = {h["X-Timetracker-Event"] for h, _ in captured}
     assert kinds == set(CAPTURE_EVENTS)
-    assert len(captured) == 2 * (3 * 2 + 1 + 3 + 2 + 1)
+    assert len(captured) == 2 * (3 * 2 + 1 + 3)
 
     def version(delivery):
         payload = json.loads(delivery[1])
@@ -206,9 +202,6 @@ def test_flood_of_duplicate_and_reordered_deliveries(
 
     # Every delivery is in the ledger once; none of the refusals or retries made rows twice.
     assert daemon.scalar("SELECT COUNT(*) FROM webhook_events") == len(captured)
-    deleted = [json.loads(b)["id"] for h, b in captured if "DELETED" in h["X-Timetracker-Event"]]
-    for entry_id in deleted:
-        assert daemon.scalar("SELECT deleted_at FROM time_entries WHERE id = ?", entry_id)
 
     # Debounce + coalescing: windows per workspace are {today-1..today}, {-10}, {-40}, so one
     # drain costs 6 requests; the flood may straddle a debounce boundary once or twice.
