@@ -584,6 +584,26 @@ def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
         if hook
         else "webhook subscription: none"
     )
+    reading = data.get("upstream_reading") or {}
+    if reading:
+        console.print(f"find window field: {reading.get('window_field')}")
+        for label, key in (
+            ("  because", "window_field_evidence"),
+            ("  but", "conflicting_evidence"),
+        ):
+            if reading.get(key):
+                console.print(f"{label}: {reading[key]}")
+        console.print(f"find window bounds: {reading.get('bounds')}")
+        if reading.get("answer_cap"):
+            console.print(
+                f"answer cap: {reading['answer_cap']:,} entries "
+                f"({reading.get('answer_cap_evidence')})"
+            )
+        if reading.get("timeout_above"):
+            console.print(
+                f"answers time out above about {reading['timeout_above']:,} entries "
+                f"({reading.get('timeout_evidence')})"
+            )
     quarantined = data.get("quarantined_entries")
     if quarantined:
         console.print(

@@ -40,6 +40,7 @@ from syncd.errors import (
     ServerError,
     ShutdownRequested,
     TransportError,
+    timed_out,
 )
 from syncd.records import Priority, TimeEntry, WebhookSubscription, Workspace
 
@@ -113,6 +114,14 @@ def _retry_backoff(exc: Exception) -> bool | float:
     if isinstance(exc, RateLimited):
         return 0.0
     return isinstance(exc, ServerError | TransportError | MalformedResponse)
+
+
+def _retry_backoff_but_timeouts(exc: Exception) -> bool | float:
+    """As :func:`_retry_backoff`, except that a timeout is not retried (finds the caller
+    splits into smaller windows instead)."""
+    if timed_out(exc):
+        return False
+    return _retry_backoff(exc)
 
 
 def _where(url: str) -> str:
@@ -229,10 +238,12 @@ class HttpClient:
         date_from: str | None,
         date_to: str | None,
         priority: Priority,
+        retry_timeouts: bool = True,
     ) -> list[TimeEntry]:
-        """Every entry whose ``date`` is in ``[date_from, date_to]`` (YYYY-MM-DD, inclusive;
-        None leaves a side open). Raises as :meth:`list_workspaces`; ``ValueError`` for a
-        date that is not ``YYYY-MM-DD``."""
+        """Every entry upstream puts in the find window ``[date_from, date_to]`` (YYYY-MM-DD;
+        None leaves a side open). ``retry_timeouts=False``: a 504 or a timed-out request is
+        raised at once instead of retried. Raises as :meth:`list_workspaces`; ``ValueError``
+        for a date that is not ``YYYY-MM-DD``."""
         request = api.find_time_entries_request(
             self._app_url, self._key, workspace_id, date_from, date_to
         )
@@ -240,7 +251,8 @@ class HttpClient:
         def parse(status: int, headers: Any, body: bytes, url: str) -> list[TimeEntry]:
             return api.parse_time_entries(status, headers, body, url, workspace_id=workspace_id)
 
-        return await self._call(request, priority, parse)
+        retry = _retry_backoff if retry_timeouts else _retry_backoff_but_timeouts
+        return await self._call(request, priority, parse, retry)
 
     async def list_webhooks(self) -> list[WebhookSubscription]:
         """The key's webhook subscriptions. Raises as :meth:`list_workspaces`."""
@@ -264,12 +276,19 @@ class HttpClient:
 
     # ------------------------------------------------------------------ machinery
 
-    async def _call(self, request: api.HttpRequest, priority: Priority, parse: Parser[T]) -> T:
+    async def _call(
+        self,
+        request: api.HttpRequest,
+        priority: Priority,
+        parse: Parser[T],
+        retry: Callable[[Exception], bool | float] | None = None,
+    ) -> T:
+        retry = retry or _retry_backoff
         if self._stop is None:
-            return await self._retrying(request, priority, parse, None)
+            return await self._retrying(request, priority, parse, None, retry)
         waiting = asyncio.Event()  # set while no exchange of this call is on the wire
         waiting.set()
-        call = asyncio.ensure_future(self._retrying(request, priority, parse, waiting))
+        call = asyncio.ensure_future(self._retrying(request, priority, parse, waiting, retry))
         return await _unless_stopped_while_waiting(call, self._stop, waiting)
 
     async def _retrying(
@@ -278,12 +297,13 @@ class HttpClient:
         priority: Priority,
         parse: Parser[T],
         waiting: asyncio.Event | None,
+        retry: Callable[[Exception], bool | float],
     ) -> T:
         policy = self._retry
         attempt_no = 0
         try:
             async for attempt in stamina.retry_context(
-                on=_retry_backoff,
+                on=retry,
                 attempts=policy.max_attempts,
                 timeout=policy.total_timeout,
                 wait_initial=policy.wait_initial,
@@ -299,6 +319,8 @@ class HttpClient:
                     return await self._attempt(request, priority, parse, attempt_no, waiting)
         except ApiError as exc:
             self.stats.failures += 1
+            if retry is _retry_backoff_but_timeouts and timed_out(exc):
+                raise  # the caller splits the window and says so
             log.error(
                 "api.gave_up",
                 method=request.method,

@@ -108,6 +108,7 @@ class ApiConfig(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
     retry_timeout_seconds: float = Field(default=300.0, gt=0)
+    window_field: Literal["auto", "date", "created_at"] = "auto"
 
     _key_source: str | None = PrivateAttr(default=None)
 

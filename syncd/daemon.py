@@ -59,6 +59,8 @@ from syncd.webhook import (
     start_receiver,
     webhook_url,
 )
+from syncd.window_reading import SETTING as READING_SETTING
+from syncd.window_reading import WindowReading
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -269,14 +271,14 @@ class Daemon:
             )
         return runner
 
-
     async def _on_event(self, event: WebhookEvent) -> str:
         """Record and apply a delivery, queue its confirming re-scan; never calls upstream."""
-        outcome, window = await self.rt.engine.apply_event(event)
+        outcome, windows = await self.rt.engine.apply_event(event)
         if outcome != "duplicate":
             await self.rt.store.set_webhook_outcome(event.dedupe_key, outcome)
-        if window is not None and self.scheduler is not None:
-            self.scheduler.request_refresh(*window)
+        if self.scheduler is not None:
+            for window in windows:
+                self.scheduler.request_refresh(*window)
         return outcome
 
     async def _on_push(self, event: WebhookEvent) -> str:
@@ -626,6 +628,12 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
         subscription["url"] = redact_path(subscription["url"])  # the token is a credential
     data["webhook_subscription"] = subscription
     data["daemon"] = json.loads(store.get_setting(HEARTBEAT_SETTING) or "null")
+    pinned = config.api.window_field
+    reading = WindowReading.from_json(
+        store.get_setting(READING_SETTING),
+        pinned=None if pinned == "auto" else pinned,  # type: ignore[arg-type]
+    )
+    data["upstream_reading"] = reading.describe()
     return data
 
 

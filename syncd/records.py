@@ -189,6 +189,9 @@ class WindowOutcome:
     # Entries the answer held that syncd could not store as given, as ``workspace/key`` (see
     # ``store.quarantine.entry_key``): a set, so an entry in two answers of a run counts once.
     quarantined: frozenset[str] = frozenset()
+    # Live entries inside the window under one possible reading of its field but not the
+    # other, missing from the answer: ``(id, date, created day)``, left for a verifying scan.
+    unresolved: tuple[tuple[str, str, str], ...] = ()
 
     def add(self, other: WindowOutcome) -> None:
         self.inserted += other.inserted
@@ -235,6 +238,9 @@ class WindowScan:
     force_delete: bool = False
     mass_delete_share: float = 0.5  # refuse when tombstones exceed this share of live entries
     mass_delete_min: int = 10  # ... and are at least this many
+    # Which live rows of the range the answer lacks are tombstoned: those whose ``date`` is in
+    # it, whose creation day is, both, or none (see ``syncd.window_reading``).
+    tombstone_by: str = "date"
     # Entries of the answer syncd quarantined (``Rejection``): stored with fields cleared, or
     # not at all. One not stored keeps its mirror row as it is; one without a usable id might
     # be any row, so an answer holding one tombstones nothing.
@@ -264,5 +270,8 @@ class RunReport:
     outcome: WindowOutcome = field(default_factory=WindowOutcome)
     requests: int = 0
     rate_limited: int = 0
+    # Windows whose answer could not be shown complete (nothing was tombstoned from them):
+    # the mirror may be wrong there, so the run does not count as ok.
+    unverified: list[str] = field(default_factory=list)
     ok: bool = False
     error: str | None = None

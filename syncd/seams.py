@@ -40,10 +40,15 @@ class Client(Protocol):
         date_from: str | None,
         date_to: str | None,
         priority: Priority,
+        retry_timeouts: bool = True,
     ) -> list[TimeEntry]:
-        """Every entry whose ``date`` lies in ``[date_from, date_to]`` (inclusive, YYYY-MM-DD).
+        """Every entry upstream puts in the find window ``[date_from, date_to]`` (YYYY-MM-DD,
+        sent as ``date_after``/``date_before``; which field that filters on, and whether the
+        bounds include, is for the caller to learn: see ``syncd.window_reading``).
 
-        ``None`` leaves that side open. The list is complete (upstream does not paginate).
+        ``None`` leaves that side open. Upstream does not paginate, and documents no cap.
+        ``retry_timeouts=False`` raises a 504 or a timed-out request at once (the caller
+        splits the window instead).
         """
         ...
 
@@ -95,9 +100,14 @@ class MirrorStore(Protocol):
     async def apply_pushed_entry(self, entry: TimeEntry, source: Source, synced_at: str) -> str:
         """Upsert one entry from a push unless the mirror holds a newer ``updated_at``.
 
-        Returns ``"inserted"``, ``"updated"``, ``"revived"`` or ``"stale"``.
+        Returns ``"inserted"``, ``"updated"``, ``"revived"``, ``"stale"``, or ``"ignored"``
+        for a workspace the mirror does not hold (nothing written).
         """
         ...
+
+    async def get_setting(self, key: str) -> str | None: ...
+
+    async def set_setting(self, key: str, value: str | None) -> None: ...
 
     async def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool: ...
 

@@ -61,6 +61,7 @@ def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings
         mass_delete_share=s.mass_delete_share,
         mass_delete_min=s.mass_delete_min,
         force_delete=force_delete,
+        window_field=config.api.window_field,
     )
 
 
@@ -256,7 +257,14 @@ async def recorded_run(runtime: Runtime, kind: str) -> AsyncIterator[RunReport]:
     run_id = await runtime.store.start_run(kind, report.started_at)
     try:
         yield report
-        report.ok = True
+        report.ok = not report.unverified
+        if report.unverified:
+            shown = ", ".join(report.unverified[:5])
+            more = len(report.unverified) - 5
+            report.error = (
+                f"{len(report.unverified)} window(s) could not be verified complete, nothing "
+                f"was tombstoned there: {shown}" + (f" and {more} more" if more > 0 else "")
+            )
     except ShutdownRequested as exc:
         report.ok = True
         report.error = str(exc)

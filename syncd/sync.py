@@ -32,20 +32,31 @@ from datetime import UTC, date, datetime, timedelta
 
 import structlog
 
-from syncd.errors import ShutdownRequested
+from syncd.errors import (
+    ServerError,
+    ShutdownRequested,
+    TransportError,
+    UpstreamEmptyError,
+    timed_out,
+)
 from syncd.records import (
     EventKind,
     Priority,
+    Rejection,
     RunReport,
     Source,
+    TimeEntry,
     WebhookEvent,
     WindowOutcome,
     WindowScan,
     WorkspaceState,
     format_timestamp,
     rejected_of,
+    sent_count,
 )
 from syncd.seams import Client, MirrorStore
+from syncd.window_reading import SETTING as READING_SETTING
+from syncd.window_reading import WindowReading, observe, widen
 
 log = structlog.get_logger("syncd.sync")
 
@@ -53,12 +64,22 @@ log = structlog.get_logger("syncd.sync")
 _siblings: contextvars.ContextVar[_Siblings | None] = contextvars.ContextVar(
     "siblings", default=None
 )
+#: The entries quarantined by the answers of the window being fetched (see ``_fetch``).
+_quarantined: contextvars.ContextVar[list[Rejection] | None] = contextvars.ContextVar(
+    "quarantined", default=None
+)
 
 OPEN_END = "9999-12-31"  # the recorded upper bound of a scan with no upper bound
 INITIAL_WINDOW_DAYS = 7  # the first backfill window when the hot window holds nothing
 MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
 REFRESH_SPAN_DAYS = 7  # pushed dates of one workspace closer than this share a re-scan
 BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes
+BELOW_LIMIT = 0.8  # windows aim at this share of a learned answer cap or timeout size
+MAX_SPLIT_DEPTH = 12  # an answer is verified by halving its range at most this deep
+OPEN_SPLIT_DAYS = 30  # an open-ended range is split this far from its finite end
+EMPTY_SHARE = 0.5  # an answer missing more than this share of a window's live rows is asked again
+EMPTY_MIN = 10  # ... when at least this many are missing (any number for an empty answer)
+PUSH_SKEW = timedelta(minutes=5)  # a push's updatedAt may lead its arrival by this much
 
 _ENTRY_EVENTS = {
     EventKind.TIMER_STARTED,
@@ -84,6 +105,7 @@ class SyncSettings:
     mass_delete_share: float = 0.5
     mass_delete_min: int = 10
     force_delete: bool = False
+    window_field: str = "auto"  # auto | date | created_at (``[api] window_field``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +151,9 @@ class SyncEngine:
         self.should_stop = should_stop
         self.on_window = on_window
         self._workspace_ids: list[str] | None = None
+        self._reading: WindowReading | None = None
+        self._answered: set[str] = set()  # workspaces with a non-empty answer this run
+        self._unresolved: dict[str, set[tuple[str, str]]] = {}  # ranges left to verify
 
     # -- whole runs -------------------------------------------------------------------
 
@@ -141,15 +166,24 @@ class SyncEngine:
         Raises ``ApiError``/``BudgetExhausted`` when upstream cannot be read,
         ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
         """
+        self._answered.clear()
         workspace_ids = await self.refresh_workspaces(report)
+        hot_from = self._hot_from()
         await _each(workspace_ids, lambda w: self.scan_hot(w, report))
 
         async def history(workspace_id: str) -> None:
             state = await self.store.workspace_state(workspace_id)
-            walks_all = not state.backfill_complete and state.window_days is None
+            # The walk starts where an earlier hot window began; days that have left the hot
+            # window since then are re-verified only by the reconcile slice.
+            walks_all = (
+                not state.backfill_complete
+                and state.window_days is None
+                and (state.backfill_before is None or state.backfill_before >= _iso(hot_from))
+            )
             await self.backfill(workspace_id, report)
             if not walks_all:
                 await self.reconcile_slice(workspace_id, report)
+            await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, history)
         return report
@@ -159,12 +193,15 @@ class SyncEngine:
 
         Raises what :meth:`run_once` raises.
         """
+        self._answered.clear()
         workspace_ids = await self.refresh_workspaces(report)
         await _each(workspace_ids, lambda w: self.scan_hot(w, report))
-        await _each(
-            workspace_ids,
-            lambda w: self.backfill(w, report, max_windows=BACKFILL_WINDOWS_PER_POLL),
-        )
+
+        async def rest(workspace_id: str) -> None:
+            await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
+            await self.verify_unresolved(workspace_id, report)
+
+        await _each(workspace_ids, rest)
         return report
 
     async def reconcile(self, report: RunReport) -> RunReport:
@@ -172,8 +209,14 @@ class SyncEngine:
 
         Raises what :meth:`run_once` raises.
         """
+        self._answered.clear()
         workspace_ids = await self._known_workspaces(report)
-        await _each(workspace_ids, lambda w: self.reconcile_slice(w, report))
+
+        async def slice_(workspace_id: str) -> None:
+            await self.reconcile_slice(workspace_id, report)
+            await self.verify_unresolved(workspace_id, report)
+
+        await _each(workspace_ids, slice_)
         return report
 
     async def refresh_workspaces(self, report: RunReport) -> list[str]:
@@ -233,6 +276,7 @@ class SyncEngine:
         pushes); progress is committed with every window, so the next call resumes.
         Raises what :meth:`run_once` raises.
         """
+        await self._current_reading()
         state = await self.store.workspace_state(workspace_id)
         if state.backfill_before is None:
             await self.scan_hot(workspace_id, report)
@@ -286,7 +330,8 @@ class SyncEngine:
                 # Not awaited here: the next window's request goes out while this commits.
                 committing = asyncio.ensure_future(self._commit(scan, report))
                 days = (last - start).days + 1
-                count = len(scan.entries)
+                low, high = _iso(start), _iso(last)
+                count = sum(1 for e in scan.entries if low <= e.date <= high)
                 empty_days = empty_days + days if count == 0 else 0
                 size = self._next_size(days, count=count)
         finally:
@@ -405,6 +450,7 @@ class SyncEngine:
 
         Raises what :meth:`run_once` raises.
         """
+        self._answered.clear()
         by_workspace: dict[str, list[date]] = {}
         for workspace_id, day in windows:
             by_workspace.setdefault(workspace_id, []).append(_day(day))
@@ -419,29 +465,67 @@ class SyncEngine:
                     report,
                     None,
                 )
+            await self.verify_unresolved(workspace_id, report)
+
+    async def verify_unresolved(self, workspace_id: str, report: RunReport) -> None:
+        """Re-scan, as one window each, the ranges spanning the date and creation day of
+        entries a scan could not decide on while the window's field is unproven (missing from
+        an answer whose range held one of the two days only). Raises what :meth:`run_once`
+        raises.
+        """
+        pending = self._unresolved.pop(workspace_id, set())
+        spans = sorted((_day(a), _day(b)) for a, b in pending)
+        merged: list[tuple[date, date]] = []
+        for low, high in spans:
+            if merged and low <= merged[-1][1] + timedelta(days=1):
+                merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+            else:
+                merged.append((low, high))
+        for low, high in merged:
+            await self._scan(
+                workspace_id,
+                _iso(low),
+                _iso(high),
+                Source.RECONCILE,
+                Priority.RECONCILE,
+                report,
+                None,
+                collect_unresolved=False,
+            )
 
     # -- pushes -----------------------------------------------------------------------
 
-    async def apply_event(self, event: WebhookEvent) -> tuple[str, tuple[str, str] | None]:
+    async def apply_event(self, event: WebhookEvent) -> tuple[str, tuple[tuple[str, str], ...]]:
         """Record a webhook event and apply what it carries, without calling upstream.
 
-        Returns the outcome (``duplicate``, ``inserted``, ``updated``, ``revived``, ``stale``,
-        ``tombstoned``, ``recorded``) and the ``(workspace_id, date)`` window to re-scan, if
-        any. Raises ``StoreError``.
+        A push is provisional: its row is marked as pushed, its ``updated_at`` never leads its
+        arrival by more than ``PUSH_SKEW``, and the next scan of its window overrides it. Event
+        kinds syncd does not subscribe to (deletions) write nothing. Returns the outcome
+        (``duplicate``, ``inserted``, ``updated``, ``revived``, ``stale``, ``ignored``,
+        ``refused``, ``recorded``) and the ``(workspace_id, date)`` windows whose re-scan
+        confirms the push: the entry's date and, unless the window field is proven to be the
+        date, its creation day. Raises ``StoreError``.
         """
-        now = format_timestamp(self.clock())
+        moment = self.clock()
+        now = format_timestamp(moment)
         wanted = self.settings.workspaces
         if wanted and event.workspace_id not in wanted:
-            return "ignored", None  # a workspace this mirror does not hold
+            return "ignored", ()  # a workspace this mirror does not hold
         if not await self.store.record_webhook_event(event, now):
-            return "duplicate", None
+            return "duplicate", ()
         if event.kind in _ENTRY_EVENTS and event.entry is not None:
-            outcome = await self.store.apply_pushed_entry(event.entry, Source.WEBHOOK, now)
-            return outcome, (event.entry.workspace_id, event.entry.date)
+            entry = _arrived(event.entry, moment)
+            outcome = await self.store.apply_pushed_entry(entry, Source.WEBHOOK, now)
+            if outcome in ("ignored", "refused"):
+                return outcome, ()
+            days = {entry.date}
+            reading = await self._current_reading()
+            if reading.field != "date" and entry.created_at:
+                days.add(entry.created_at[:10])
+            return outcome, tuple((entry.workspace_id, d) for d in sorted(days))
         if event.kind is EventKind.TIME_ENTRY_DELETED:
-            gone = await self.store.tombstone_entry(event.object_id, event.updated_at or now)
-            return ("tombstoned" if gone else "stale"), None
-        return "recorded", None
+            return "refused", ()  # not subscribed to: a scan finds deletions
+        return "recorded", ()
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -454,10 +538,12 @@ class SyncEngine:
         priority: Priority,
         report: RunReport,
         state: WorkspaceState | None,
+        *,
+        collect_unresolved: bool = True,
     ) -> int:
         """Fetch one window and commit it; returns how many entries upstream sent."""
         scan = await self._fetch(workspace_id, date_from, date_to, source, priority, state)
-        return await self._commit(scan, report)
+        return await self._commit(scan, report, collect_unresolved=collect_unresolved)
 
     async def _fetch(
         self,
@@ -470,22 +556,32 @@ class SyncEngine:
     ) -> WindowScan:
         """Ask upstream for one window; the answer, ready to commit with ``state``.
 
-        Raises ``ShutdownRequested`` instead when a stop was requested.
+        The request reaches a day past the window on each side (so either bound reading
+        returns the whole window); an answer of suspicious size is verified by splitting it,
+        a timed-out one is split; a window that lost most of its live rows is asked again
+        over a wider range. What the answer tombstones follows what is known of the window's
+        field (``syncd.window_reading``); an answer that could not be shown complete
+        tombstones nothing and is listed in the run's ``unverified``.
+        Raises ``ShutdownRequested`` instead when a stop was requested, ``UpstreamEmptyError``
+        when every answer for the workspace came back empty while the mirror holds entries
+        there, and what the client raises.
         """
-        if self.should_stop():
-            raise ShutdownRequested("stop requested; every committed window is kept")
-        siblings = _siblings.get()
-        if siblings is not None and siblings.failed:
-            raise _SiblingFailed
         requested_at = format_timestamp(self.clock())
-        try:
-            entries = await self.client.find_time_entries(
-                workspace_id, date_from=date_from, date_to=date_to, priority=priority
+        quarantined: list[Rejection] = []  # filled by every answer asked for below
+        _quarantined.set(quarantined)
+        ask_from, ask_to = widen(date_from, date_to)
+        entries, complete = await self._ask_complete(workspace_id, ask_from, ask_to, priority)
+        if entries:
+            self._answered.add(workspace_id)
+        if complete:
+            entries = await self._unless_suspiciously_empty(
+                workspace_id, date_from, date_to, entries, priority
             )
-        except Exception:
-            if siblings is not None:  # stop the others now, not after this window's commit
-                siblings.failed = True
-            raise
+        reading = await self._current_reading()
+        tombstone_by = reading.tombstone_by() if complete else "none"
+        start = self.settings.history_start
+        if start is not None:  # the request reaches a day past the mirrored history
+            entries = [e for e in entries if e.date >= start]
         return WindowScan(
             workspace_id=workspace_id,
             date_from=date_from,
@@ -498,14 +594,253 @@ class SyncEngine:
             force_delete=self.settings.force_delete,
             mass_delete_share=self.settings.mass_delete_share,
             mass_delete_min=self.settings.mass_delete_min,
-            rejected=rejected_of(entries),
+            tombstone_by=tombstone_by,
+            rejected=tuple(quarantined),
         )
 
-    async def _commit(self, scan: WindowScan, report: RunReport) -> int:
-        """Apply a fetched window to the mirror (one transaction); returns its entry count."""
+    async def _ask(
+        self,
+        workspace_id: str,
+        ask_from: str | None,
+        ask_to: str | None,
+        priority: Priority,
+        *,
+        retry_timeouts: bool = True,
+    ) -> list[TimeEntry]:
+        """One find request (checking first for a stop or a failed sibling); what its answer
+        proves about the window's field is learned at once."""
+        if self.should_stop():
+            raise ShutdownRequested("stop requested; every committed window is kept")
+        siblings = _siblings.get()
+        if siblings is not None and siblings.failed:
+            raise _SiblingFailed
+        try:
+            answer = await self.client.find_time_entries(
+                workspace_id,
+                date_from=ask_from,
+                date_to=ask_to,
+                priority=priority,
+                retry_timeouts=retry_timeouts,
+            )
+            quarantined = _quarantined.get()
+            if quarantined is not None:  # asked for by ``_fetch``
+                quarantined.extend(rejected_of(answer))
+        except Exception:
+            if siblings is not None:  # stop the others now, not after this window's commit
+                siblings.failed = True
+            raise
+        await self._learn(answer, ask_from, ask_to)
+        return answer
+
+    async def _ask_complete(
+        self,
+        workspace_id: str,
+        ask_from: str | None,
+        ask_to: str | None,
+        priority: Priority,
+        depth: int = 0,
+    ) -> tuple[list[TimeEntry], bool]:
+        """Every entry upstream holds for ``[ask_from, ask_to]``, and whether the answer is
+        known to be complete.
+
+        A range that times out (504 or a timed-out request) is split in two; an answer of
+        suspicious size is checked against the answers for its two halves, and when those
+        hold more, the cap it revealed is learned. A range that cannot be split is asked with
+        the client's usual retries and, when still suspicious, reported incomplete.
+        """
+        halves = _halves(ask_from, ask_to) if depth < MAX_SPLIT_DEPTH else None
+        try:
+            entries = await self._ask(
+                workspace_id, ask_from, ask_to, priority, retry_timeouts=halves is None
+            )
+        except (ServerError, TransportError) as exc:
+            if halves is None or not timed_out(exc):
+                raise
+            await self._learn_timeout(workspace_id, ask_from, ask_to, exc)
+            return await self._ask_halves(workspace_id, halves, priority, depth)
+        reading = await self._current_reading()
+        if not reading.suspicious(sent_count(entries)):  # quarantined ones count too
+            return entries, True
+        if halves is None:
+            log.warning(
+                "answer_may_be_incomplete",
+                workspace_id=workspace_id,
+                date_from=ask_from,
+                date_to=ask_to,
+                entries=len(entries),
+            )
+            return entries, False
+        parts, complete = await self._ask_halves(workspace_id, halves, priority, depth)
+        mine = {e.id for e in entries}
+        if any(e.id not in mine for e in parts):
+            await self._learn_cap(sent_count(entries), workspace_id, ask_from, ask_to, len(parts))
+            return parts, complete
+        if complete and reading.cap is None and len(entries) > reading.verified_up_to:
+            self._reading = replace(reading, verified_up_to=len(entries))
+            await self.store.set_setting(READING_SETTING, self._reading.to_json())
+        return _merged(entries, parts), True
+
+    async def _ask_halves(
+        self,
+        workspace_id: str,
+        halves: tuple[tuple[str | None, str | None], tuple[str | None, str | None]],
+        priority: Priority,
+        depth: int,
+    ) -> tuple[list[TimeEntry], bool]:
+        found: list[TimeEntry] = []
+        complete = True
+        for low, high in halves:
+            part, whole = await self._ask_complete(workspace_id, low, high, priority, depth + 1)
+            found = _merged(found, part)
+            complete = complete and whole
+        return found, complete
+
+    async def _unless_suspiciously_empty(
+        self,
+        workspace_id: str,
+        date_from: str | None,
+        date_to: str | None,
+        entries: list[TimeEntry],
+        priority: Priority,
+    ) -> list[TimeEntry]:
+        """The answer, joined by a second one over a wider range when it is empty (or lost
+        most) of a window the mirror holds live rows in: only what both lack is tombstoned.
+
+        Raises ``UpstreamEmptyError`` when the second answer is empty too, the mirror holds at
+        least ``EMPTY_MIN`` live rows in its range, and no answer for the workspace held
+        anything this run (unless ``force_delete``).
+        """
+        live = await self.store.count_live_entries(
+            workspace_id, date_from or "0000-01-01", date_to or OPEN_END
+        )
+        inside = sum(
+            1
+            for e in entries
+            if (date_from is None or date_from <= e.date) and (date_to is None or e.date <= date_to)
+        )
+        lost = live - inside
+        if live == 0 or (inside > 0 and (lost < EMPTY_MIN or lost <= EMPTY_SHARE * live)):
+            return entries
+        wide_from, wide_to = _neighbourhood(date_from, date_to)
+        ask_from, ask_to = widen(wide_from, wide_to)
+        again, _complete = await self._ask_complete(workspace_id, ask_from, ask_to, priority)
+        log.info(
+            "window_asked_again",
+            workspace_id=workspace_id,
+            date_from=date_from,
+            date_to=date_to,
+            live=live,
+            first_answer=inside,
+            second_answer=len(again),
+        )
+        if again:
+            self._answered.add(workspace_id)
+        elif workspace_id not in self._answered and not self.settings.force_delete:
+            held = await self.store.count_live_entries(
+                workspace_id, wide_from or "0000-01-01", wide_to or OPEN_END
+            )
+            if held >= EMPTY_MIN:
+                raise UpstreamEmptyError(workspace_id=workspace_id, live=held)
+        return _merged(entries, again)
+
+    # -- what is learned about the window ---------------------------------------------
+
+    async def _current_reading(self) -> WindowReading:
+        """The learned reading of the find window (loaded once from the mirror)."""
+        if self._reading is None:
+            pinned = self.settings.window_field
+            text = await self.store.get_setting(READING_SETTING)
+            self._reading = WindowReading.from_json(
+                text,
+                pinned=None if pinned == "auto" else pinned,  # type: ignore[arg-type]
+            )
+        return self._reading
+
+    async def _save_reading(self, reading: WindowReading, event: str, **fields: object) -> None:
+        self._reading = reading
+        await self.store.set_setting(READING_SETTING, reading.to_json())
+        log.warning(event, **fields) if reading.conflict else log.info(event, **fields)
+
+    async def _learn(
+        self, entries: list[TimeEntry], ask_from: str | None, ask_to: str | None
+    ) -> WindowReading:
+        """The reading, updated (and saved, and logged once) with what ``entries`` prove."""
+        reading = await self._current_reading()
+        learned = observe(reading, entries, ask_from, ask_to, format_timestamp(self.clock()))
+        if learned != reading:
+            described = learned.describe()
+            await self._save_reading(
+                learned,
+                "window_field_learned",
+                window_field=described["window_field"],
+                evidence=described["window_field_evidence"],
+                conflicting_evidence=described["conflicting_evidence"],
+            )
+        return learned
+
+    async def _learn_cap(
+        self, cap: int, workspace_id: str, ask_from: str | None, ask_to: str | None, found: int
+    ) -> None:
+        reading = await self._current_reading()
+        if reading.cap is not None and reading.cap <= cap:
+            return
+        why = (
+            f"{ask_from or '…'}..{ask_to or '…'} of {workspace_id} answered {cap} entries; "
+            f"its halves held {found}"
+        )
+        await self._save_reading(
+            replace(reading, cap=cap, cap_evidence=why), "answer_cap_learned", cap=cap, why=why
+        )
+
+    async def _learn_timeout(
+        self, workspace_id: str, ask_from: str | None, ask_to: str | None, exc: Exception
+    ) -> None:
+        held = await self.store.count_live_entries(
+            workspace_id, ask_from or "0000-01-01", ask_to or OPEN_END
+        )
+        reading = await self._current_reading()
+        if held < 2 or (reading.timeout_above is not None and reading.timeout_above <= held):
+            log.info("window_split_after_timeout", workspace_id=workspace_id, error=str(exc))
+            return
+        why = (
+            f"{ask_from or '…'}..{ask_to or '…'} of {workspace_id} "
+            f"(about {held} entries) failed: {exc}"
+        )
+        await self._save_reading(
+            replace(reading, timeout_above=held, timeout_evidence=why),
+            "answer_timeout_learned",
+            entries=held,
+            why=why,
+        )
+
+    def _target(self) -> int:
+        """Entries a window aims at: the configured target, kept below a learned limit."""
+        target = self.settings.window_target_entries
+        limit = self._reading.answer_limit() if self._reading is not None else None
+        if limit:
+            target = max(1, min(target, int(limit * BELOW_LIMIT)))
+        return target
+
+    async def _commit(
+        self, scan: WindowScan, report: RunReport, *, collect_unresolved: bool = True
+    ) -> int:
+        """Apply a fetched window to the mirror (one transaction); returns its entry count.
+
+        A window that tombstoned nothing because its answer could not be trusted is listed
+        in the run's ``unverified``; entries it could not decide on are kept for
+        :meth:`verify_unresolved`.
+        """
         outcome: WindowOutcome = await self.store.apply_window(scan)
         report.outcome.add(outcome)
         report.windows += 1
+        if scan.tombstone_by == "none":
+            report.unverified.append(f"{scan.workspace_id} {scan.date_from or '…'}..{scan.date_to}")
+        if collect_unresolved and outcome.unresolved:
+            spans = self._unresolved.setdefault(scan.workspace_id, set())
+            for _entry_id, day, created in outcome.unresolved:
+                low, high = min(day, created), max(day, created)
+                if (_day(high) - _day(low)).days < self.settings.window_max_days:
+                    spans.add((low, high))
         log.debug(
             "window_synced",
             workspace_id=scan.workspace_id,
@@ -534,7 +869,7 @@ class SyncEngine:
         count = await self.store.count_live_entries(workspace_id, _iso(self._hot_from()))
         if count == 0:
             return INITIAL_WINDOW_DAYS
-        return self.settings.hot_window_days * self.settings.window_target_entries / count
+        return self.settings.hot_window_days * self._target() / count
 
     def _hot_from(self) -> date:
         """The first day of the hot window (today is its last full day)."""
@@ -546,7 +881,7 @@ class SyncEngine:
 
     def _next_size(self, days: int, *, count: int) -> int:
         """The next window size: aim at ``window_target_entries`` per response."""
-        target = self.settings.window_target_entries
+        target = self._target()
         ratio = MAX_GROWTH if count == 0 else min(MAX_GROWTH, target / count)
         if count > self.settings.window_max_entries:
             ratio = min(ratio, 0.5)
@@ -557,7 +892,7 @@ class SyncEngine:
     ) -> int:
         """The largest window ending at ``cursor`` (≤ ``days``) holding ≤ target entries."""
         size = max(1, min(days, (cursor - bottom).days + 1, self.settings.window_max_days))
-        target = self.settings.window_target_entries
+        target = self._target()
         while size > self.settings.window_min_days:
             start = cursor - timedelta(days=size - 1)
             live = await self.store.count_live_entries(workspace_id, _iso(start), _iso(cursor))
@@ -625,3 +960,51 @@ def _group_dates(days: list[date], span: int) -> list[tuple[date, date]]:
         else:
             groups.append((day, day))
     return groups
+
+
+def _halves(
+    low: str | None, high: str | None
+) -> tuple[tuple[str | None, str | None], tuple[str | None, str | None]] | None:
+    """``[low, high]`` split in two (an open side splits ``OPEN_SPLIT_DAYS`` from the finite
+    one); None for a single day or a range open on both sides."""
+    if low is not None and high is not None:
+        first, last = _day(low), _day(high)
+        if last <= first:
+            return None
+        middle = first + timedelta(days=(last - first).days // 2)
+        return (low, _iso(middle)), (_iso(middle + timedelta(days=1)), high)
+    if low is None and high is not None:
+        middle = _day(high) - timedelta(days=OPEN_SPLIT_DAYS)
+        return (None, _iso(middle)), (_iso(middle + timedelta(days=1)), high)
+    if low is not None:
+        middle = _day(low) + timedelta(days=OPEN_SPLIT_DAYS)
+        return (low, _iso(middle)), (_iso(middle + timedelta(days=1)), None)
+    return None
+
+
+def _neighbourhood(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:
+    """``[date_from, date_to]`` widened by its own length on each side (its neighbours)."""
+    if date_to is None:
+        return date_from and _iso(_day(date_from) - timedelta(days=OPEN_SPLIT_DAYS)), None
+    if date_from is None:
+        return None, _iso(_day(date_to) + timedelta(days=OPEN_SPLIT_DAYS))
+    span = timedelta(days=(_day(date_to) - _day(date_from)).days + 1)
+    return _iso(_day(date_from) - span), _iso(_day(date_to) + span)
+
+
+def _merged(first: list[TimeEntry], second: list[TimeEntry]) -> list[TimeEntry]:
+    """Both answers' entries, once each (the newer ``updated_at`` where both hold one)."""
+    out = {e.id: e for e in first}
+    for entry in second:
+        held = out.get(entry.id)
+        if held is None or (entry.updated_at or "") > (held.updated_at or ""):
+            out[entry.id] = entry
+    return list(out.values())
+
+
+def _arrived(entry: TimeEntry, moment: datetime) -> TimeEntry:
+    """``entry`` with an ``updated_at`` no later than its arrival plus ``PUSH_SKEW``."""
+    latest = format_timestamp(moment + PUSH_SKEW)
+    if entry.updated_at is not None and entry.updated_at > latest:
+        return replace(entry, updated_at=latest)
+    return entry

@@ -26,7 +26,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -285,6 +285,13 @@ class Store:
                         continue
                     outcome.revived += 1
                     to_write.append(entry)
+                elif held.pushed_before(scan.requested_at):
+                    # A push is provisional: the scan's version wins whatever the timestamps.
+                    if held.same_as(entry):
+                        outcome.unchanged += 1
+                    else:
+                        outcome.updated += 1
+                    to_write.append(entry)
                 elif not at_least_as_new(entry.updated_at, held.updated_at) or held.same_as(entry):
                     outcome.unchanged += 1
                 else:
@@ -292,9 +299,9 @@ class Store:
                     to_write.append(entry)
 
             seen = {e.id for e in entries} | scan.dropped_ids  # quarantined: rows kept as they are
-            gone = [i for i in self._live_ids_in(scan) if i not in seen]
-            if not scan.proves_absence:  # an entry without a usable id might be any row
-                gone = []
+            candidates, maybe = self._live_ids_in(scan)
+            gone = [i for i in candidates if i not in seen] if scan.proves_absence else []
+            outcome.unresolved = tuple(u for u in maybe if u[0] not in seen)
             if gone and not scan.force_delete:
                 self._guard_mass_delete(scan, len(gone))
             elif gone:  # forced: later scans count deletions from here on
@@ -329,11 +336,13 @@ class Store:
         """Upsert one pushed entry unless the mirror holds a version at least as new.
 
         Returns "inserted", "updated", "revived" (a tombstone older than the pushed
-        ``updated_at``) or "stale" (the mirror already has this or a newer version, or a
-        scan after this version found the entry gone).
+        ``updated_at``), "stale" (the mirror already has this or a newer version, or a
+        scan after this version found the entry gone) or "ignored" (a workspace the mirror
+        does not hold; nothing is written).
         """
         with self._write():
-            self._ensure_workspaces({entry.workspace_id})
+            if not m.Workspace.select().where(m.Workspace.id == entry.workspace_id).exists():
+                return "ignored"  # a workspace the mirror does not hold: nothing is written
             held = self._load_stored([entry.id]).get(entry.id)
             if held is None:
                 result = "inserted"
@@ -387,7 +396,7 @@ class Store:
         cursor = self.db.cursor()
         arg = json.dumps(list(ids))
         stored = {
-            row[0]: _Stored(row[:-2], row[-2], row[-1])
+            row[0]: _Stored(row[:-4], *row[-4:])
             for row in cursor.execute(self._sql.select_stored, (arg,))
         }
         if stored:
@@ -397,15 +406,45 @@ class Store:
                 by_rowid[rowid].tags.append(tag_id)
         return stored
 
-    def _live_ids_in(self, scan: WindowScan) -> list[str]:
-        params = (
-            scan.workspace_id,
-            scan.date_from or reports.LOW_DATE,
-            scan.date_to,
-            scan.requested_at,
-            scan.requested_at,
-        )
-        return [i for (i,) in self.db.cursor().execute(self._sql.live_ids_in_window, params)]
+    def _live_ids_in(self, scan: WindowScan) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """The live rows of the scan's range it may tombstone, and (while the window's field
+        is unproven) those inside it under one reading only, as ``(id, date, created day)``.
+
+        Rows written after the scan's request was sent are newer than its answer: neither.
+        """
+        low, high = scan.date_from or reports.LOW_DATE, scan.date_to
+        if scan.tombstone_by == "none":
+            return [], []
+        if scan.tombstone_by == "date":
+            params = (scan.workspace_id, low, high, scan.requested_at, scan.requested_at)
+            cursor = self.db.cursor().execute(self._sql.live_ids_in_window, params)
+            return [i for (i,) in cursor], []
+        rows = self.db.execute_sql(
+            "SELECT id, date, substr(created_at, 1, 10) FROM time_entries "
+            "WHERE workspace_id = ? AND deleted_at IS NULL "
+            "AND ((date >= ? AND date <= ?) OR (created_at >= ? AND created_at < ?)) "
+            "AND (? IS NULL OR synced_at IS NULL OR synced_at <= ?)",
+            (
+                scan.workspace_id,
+                low,
+                high,
+                low,
+                _next_day(high),
+                scan.requested_at,
+                scan.requested_at,
+            ),
+        ).fetchall()
+        candidates: list[str] = []
+        unresolved: list[tuple[str, str, str]] = []
+        for entry_id, day, created in rows:
+            by_date = low <= day <= high
+            by_created = by_date if created is None else low <= created <= high
+            both = scan.tombstone_by == "both"
+            if by_created and (by_date or not both):
+                candidates.append(entry_id)
+            elif both:
+                unresolved.append((entry_id, day, created))
+        return candidates, unresolved
 
     def _removed_after(self, scan: WindowScan, deleted_at: str, day: str) -> bool:
         """Whether a tombstone made after ``scan``'s request was sent must stand.
@@ -420,7 +459,7 @@ class Store:
             "SELECT date_from, date_to FROM window_scans WHERE workspace_id = ? AND scanned_at = ?",
             (scan.workspace_id, deleted_at),
         ).fetchall()
-        return not windows or any((f is None or f <= day) and day <= t for f, t in windows)
+        return any((f is None or f <= day) and day <= t for f, t in windows)
 
     def _guard_mass_delete(self, scan: WindowScan, gone: int) -> None:
         """Raise ``MassDeleteError`` when this scan's tombstones, added to those scans made in
@@ -790,15 +829,34 @@ class Store:
 
 
 class _Stored:
-    """What the mirror holds for one entry: comparable content, tombstone, tag ids."""
+    """What the mirror holds for one entry: comparable content, tombstone, tag ids, and
+    where and when it came from."""
 
-    __slots__ = ("content", "deleted_at", "rowid", "tags")
+    __slots__ = ("content", "deleted_at", "rowid", "source", "synced_at", "tags")
 
-    def __init__(self, content: Row, rowid: int, deleted_at: str | None) -> None:
+    def __init__(
+        self,
+        content: Row,
+        rowid: int,
+        deleted_at: str | None,
+        source: str | None = None,
+        synced_at: str | None = None,
+    ) -> None:
         self.content = content
         self.rowid = rowid
         self.deleted_at = deleted_at
+        self.source = source
+        self.synced_at = synced_at
         self.tags: list[str] = []
+
+    def pushed_before(self, moment: str | None) -> bool:
+        """Whether this version came from a push received before ``moment`` (a scan's
+        request): a scan answered after the push overrides it."""
+        return (
+            self.source == Source.WEBHOOK
+            and self.synced_at is not None
+            and (moment is None or self.synced_at < moment)
+        )
 
     @property
     def updated_at(self) -> str | None:
@@ -810,6 +868,13 @@ class _Stored:
 
     def same_as(self, entry: TimeEntry) -> bool:
         return self.content == content_of(entry) and tuple(sorted(self.tags)) == tag_ids(entry)
+
+
+def _next_day(day: str) -> str:
+    """The day after ``day`` as text that sorts after every timestamp of ``day``."""
+    if day >= "9999-12-31":
+        return "9999-12-32"
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
 
 
 def _locked(exc: Exception) -> bool:

@@ -83,7 +83,7 @@ def build(db: Database) -> Statements:
     )
     content = ", ".join(f'"{c}"' for c in CONTENT_COLUMNS)
     select_stored = (
-        f"SELECT {content}, rowid, deleted_at FROM time_entries "  # noqa: S608 (constants)
+        f"SELECT {content}, rowid, deleted_at, source, synced_at FROM time_entries "  # noqa: S608 (constants)
         "WHERE id IN (SELECT value FROM json_each(?))"
     )
     select_links = (

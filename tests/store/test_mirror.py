@@ -206,7 +206,14 @@ def test_tags_and_references(store: Store, db_path) -> None:
         store.upsert_reference("planet", WS, {"id": "x"})
 
 
+def test_push_for_a_workspace_not_mirrored_writes_nothing(store: Store) -> None:
+    assert store.apply_pushed_entry(entry("e"), Source.WEBHOOK, ts("2024-03-04")) == "ignored"
+    assert live_ids(store) == set()
+    assert store.status()["workspaces"] == []
+
+
 def test_push_rules(store: Store) -> None:
+    store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-03-01"))
     v1 = entry("e", updated_at=ts("2024-03-04", 10))
     assert store.apply_pushed_entry(v1, Source.WEBHOOK, ts("2024-03-04", 10)) == "inserted"
     assert store.apply_pushed_entry(v1, Source.WEBHOOK, ts("2024-03-04", 10)) == "stale"

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from peewee import SqliteDatabase
 
-from syncd.records import Source, TimeEntry
+from syncd.records import Source, TimeEntry, Workspace
 from syncd.store import Store, migrations, reports
 
-from .factory import entry, window
+from .factory import WS, entry, window
 
 NOW = datetime(2024, 3, 5, 18, 0, tzinfo=UTC)  # timers on the last day may start later
 FIRST_DAY = date(2024, 2, 25)  # a Sunday: the days below span three weeks and two months
@@ -498,6 +498,7 @@ def test_migrating_a_filled_0005_database_fills_the_totals(
 
 
 def test_empty_rows_are_removed(store: Store, db_path: Path) -> None:
+    store.upsert_workspaces([Workspace(WS, "Main")], "2024-06-01T00:00:00.000Z")
     store.apply_pushed_entry(
         entry("a", day="2024-03-04"), Source.WEBHOOK, "2024-06-01T00:00:00.000Z"
     )

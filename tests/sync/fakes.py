@@ -3,8 +3,10 @@
 ``FakeUpstream`` is the truth the sync engine mirrors: workspaces and time entries, edited
 through methods that stamp ``updated_at`` from the shared :class:`Clock` (so upstream
 versions and the mirror's scan timestamps live on one timeline). ``find_time_entries``
-answers exactly like the documented find endpoint: every entry whose ``date`` lies in the
-inclusive window, unpaginated. Every call is counted per method and per priority, every
+answers like the documented find endpoint under any reading the docs leave open: the window
+filters on ``date`` or on the creation time (``date_field``), its bounds include or not
+(``bounds``), answers may be silently capped (``cap``) and large ones may time out with a 504
+(``timeout_above``). Every call is counted per method and per priority, every
 find is logged with its window and answer size, and faults can be scheduled for the Nth
 find call. Every change also emits the webhook event upstream would push, so tests can
 deliver, drop, duplicate or reorder pushes.
@@ -69,13 +71,38 @@ class Clock:
 
 @dataclass(frozen=True, slots=True)
 class FindCall:
-    """One answered (or failed) find request."""
+    """One answered (or failed) find request.
+
+    ``date_from``/``date_to`` are the window the request reconciles: the engine asks for one
+    day more on each side (``asked_from``/``asked_to``), so either bound reading covers it.
+    """
 
     workspace_id: str
     date_from: str | None
     date_to: str | None
     priority: Priority
     returned: int | None  # None when the call failed
+    asked_from: str | None = None
+    asked_to: str | None = None
+
+    @classmethod
+    def asked(
+        cls,
+        workspace_id: str,
+        asked_from: str | None,
+        asked_to: str | None,
+        priority: Priority,
+        returned: int | None,
+    ) -> FindCall:
+        return cls(
+            workspace_id,
+            _shift(asked_from, 1),
+            _shift(asked_to, -1),
+            priority,
+            returned,
+            asked_from,
+            asked_to,
+        )
 
     def covers(self, day: str) -> bool:
         return (self.date_from is None or self.date_from <= day) and (
@@ -97,6 +124,13 @@ class FakeUpstream:
         self.subscriptions: dict[str, WebhookSubscription] = {}
         self._faults: dict[int, ApiError] = {}
         self._next_id = 0
+        # The open readings of the find window (see the module doc).
+        self.date_field = "date"
+        self.bounds = "inclusive"
+        self.cap = 0
+        self.timeout_above = 0
+        # When set, every find answers with no entries (a faulty upstream).
+        self.answer_empty = False
         # Called with each find request before it is answered (e.g. a signal arriving
         # while the request is in flight).
         self.on_find: Callable[[FindCall], None] | None = None
@@ -140,29 +174,48 @@ class FakeUpstream:
         date_from: str | None,
         date_to: str | None,
         priority: Priority,
+        retry_timeouts: bool = True,
     ) -> list[TimeEntry]:
         self._count("find_time_entries", priority)
         if self.on_find is not None:
-            self.on_find(FindCall(workspace_id, date_from, date_to, priority, None))
+            self.on_find(FindCall.asked(workspace_id, date_from, date_to, priority, None))
         fault = self._faults.pop(self.calls["find_time_entries"], None)
         if fault is not None:
-            self.finds.append(FindCall(workspace_id, date_from, date_to, priority, None))
+            self.finds.append(FindCall.asked(workspace_id, date_from, date_to, priority, None))
             raise fault
+        after = None if date_from is None else f"{date_from}T00:00:00.000Z"
+        before = None if date_to is None else f"{date_to}T23:59:59.999Z"
         found = sorted(
             (
                 e
                 for e in self.entries.values()
-                if e.workspace_id == workspace_id
-                and (date_from is None or date_from <= e.date)
-                and (date_to is None or e.date <= date_to)
+                if e.workspace_id == workspace_id and self._inside(e, after, before)
             ),
-            key=lambda e: (e.date, e.id),
+            key=lambda e: (e.created_at or "", e.id),
+            reverse=True,  # newest created first, as the find pages document
         )
-        call = FindCall(workspace_id, date_from, date_to, priority, len(found))
+        if self.timeout_above and len(found) > self.timeout_above:
+            self.finds.append(FindCall.asked(workspace_id, date_from, date_to, priority, None))
+            raise ServerError("upstream 504", status=504, body="gateway timeout")
+        if self.cap:
+            found = found[: self.cap]
+        if self.answer_empty:
+            found = []
+        call = FindCall.asked(workspace_id, date_from, date_to, priority, len(found))
         self.finds.append(call)
         if self.while_answering is not None:
             await self.while_answering(call)
         return found
+
+    def _inside(self, entry: TimeEntry, after: str | None, before: str | None) -> bool:
+        """Whether the find window holds ``entry`` under this upstream's reading."""
+        if self.date_field == "created_at":
+            value = entry.created_at or ""
+        else:
+            value = f"{entry.date}T00:00:00.000Z"
+        if self.bounds == "exclusive":
+            return (after is None or value > after) and (before is None or value < before)
+        return (after is None or value >= after) and (before is None or value <= before)
 
     async def list_webhooks(self) -> list[WebhookSubscription]:
         self._count("list_webhooks", Priority.CONTROL)
@@ -311,6 +364,10 @@ def push_of(kind: EventKind, entry: TimeEntry) -> WebhookEvent:
         dedupe_key=f"{kind}:{entry.id}:{entry.updated_at}",
         entry=entry,
     )
+
+
+def _shift(day: str | None, days: int) -> str | None:
+    return None if day is None else (date.fromisoformat(day) + timedelta(days=days)).isoformat()
 
 
 def days_back(today: date, *offsets: int) -> list[str]:

@@ -73,10 +73,17 @@ def live(path: Database, workspace_id: str | None = None) -> dict[str, tuple]:
 
 def tombstones(path: Database) -> dict[str, tuple[str, str]]:
     """Tombstoned rows: id -> (stored date, deleted_at)."""
+    return {i: (d, at) for i, (d, at, _created) in tombstones_created(path).items()}
+
+
+def tombstones_created(path: Database) -> dict[str, tuple[str, str, str | None]]:
+    """Tombstoned rows: id -> (stored date, deleted_at, creation day)."""
     rows = _query(
-        path, "SELECT id, date, deleted_at FROM time_entries WHERE deleted_at IS NOT NULL"
+        path,
+        "SELECT id, date, deleted_at, substr(created_at, 1, 10) FROM time_entries "
+        "WHERE deleted_at IS NOT NULL",
     )
-    return {i: (d, at) for i, d, at in rows}
+    return {i: (d, at, c) for i, d, at, c in rows}
 
 
 def row(path: Path, entry_id: str) -> dict | None:

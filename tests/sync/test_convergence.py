@@ -71,13 +71,13 @@ FULL_SWEEP = SyncSettings(
 )
 
 
-def same_window(call: FindCall, scan: mirror.Scan) -> bool:
-    """Whether a find request asked for the scan's window (an open side may be recorded as
-    the lowest/highest date)."""
+def overlaps(call: FindCall, scan: mirror.Scan) -> bool:
+    """Whether a find request asked for part of the scan's window (a window may be answered
+    by several requests when its answer was verified by splitting)."""
     return (
         call.workspace_id == scan.workspace_id
-        and (call.date_from or LOW) == (scan.date_from or LOW)
-        and (call.date_to or HIGH) == (scan.date_to or HIGH)
+        and (call.asked_from or LOW) <= scan.date_to
+        and (scan.date_from or LOW) <= (call.asked_to or HIGH)
     )
 
 
@@ -87,7 +87,16 @@ def event_note(text: str) -> None:
 
 
 class EngineConvergence(RuleBasedStateMachine):
-    """The fake upstream is the model; the engine runs against the real store on disk."""
+    """The fake upstream is the model; the engine runs against the real store on disk.
+
+    The class attributes choose the upstream's reading of the find window (see
+    ``FakeUpstream``); the subclasses below run the same machine under every combination.
+    """
+
+    date_field = "date"
+    bounds = "inclusive"
+    cap = 0
+    timeout_above = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,6 +107,10 @@ class EngineConvergence(RuleBasedStateMachine):
         self.db = mirror.reader(self.path)
         self.clock = Clock()
         self.upstream = FakeUpstream(self.clock, WORKSPACES)
+        self.upstream.date_field = self.date_field
+        self.upstream.bounds = self.bounds
+        self.upstream.cap = self.cap
+        self.upstream.timeout_above = self.timeout_above
         self.stop_after: int | None = None
         self.engine = SyncEngine(
             self.upstream,
@@ -165,6 +178,10 @@ class EngineConvergence(RuleBasedStateMachine):
         with self.step():
             for ws, offset in seed:
                 self.upstream.add(self.clock.days_ago(offset), workspace_id=ws)
+            if self.cap or self.timeout_above:  # enough entries to reach the cap or timeout
+                for offset in range(20, 25):
+                    for _ in range(30):
+                        self.upstream.add(self.clock.days_ago(offset), workspace_id="ws-a")
             if first_run:
                 self.sync("once")
 
@@ -224,16 +241,19 @@ class EngineConvergence(RuleBasedStateMachine):
             )
             for index in picks:
                 event = self.upstream.events[index]
-                outcome, window = self.run(self.engine.apply_event(event))
+                outcome, windows = self.run(self.engine.apply_event(event))
                 event_note(f"push {event.kind}: {outcome}")
                 seen = event.dedupe_key in self.delivered
                 assert (outcome == "duplicate") == seen, (outcome, event.dedupe_key)
                 self.delivered.add(event.dedupe_key)
                 if event.kind is EventKind.TIME_ENTRY_DELETED:
-                    assert window is None
+                    assert windows == ()  # not subscribed to: writes nothing
+                    assert outcome in ("refused", "duplicate")
+                elif outcome == "ignored":  # a workspace not mirrored yet
+                    assert windows == ()
                 elif not seen:
-                    assert window == (event.workspace_id, event.entry.date)
-                    self.to_confirm.append(window)
+                    assert (event.workspace_id, event.entry.date) in windows
+                    self.to_confirm.extend(windows)
             self.check_mirror()
 
     @precondition(lambda self: self.to_confirm)
@@ -283,32 +303,31 @@ class EngineConvergence(RuleBasedStateMachine):
     # ------------------------------------------------------------------ invariants
 
     def check_mirror(self) -> None:
-        """Tombstones come only from complete scans covering the row (or delete events) and
-        never hit an entry live upstream inside the scan's window; rows never go back to an
-        older version."""
-        tombs = mirror.tombstones(self.db)
+        """Tombstones come only from complete scans covering the row by the upstream's window
+        field and never hit an entry live upstream inside the scan's window; rows never go
+        back to an older version."""
+        tombs = mirror.tombstones_created(self.db)
         fresh = {i: t for i, t in tombs.items() if self.checked.get(i) != t[1]}
         if fresh:
             scans = {s.scanned_at: s for s in mirror.scans(self.db)}
-            deletes = {
-                (e.object_id, e.updated_at)
-                for e in self.upstream.events
-                if e.kind is EventKind.TIME_ENTRY_DELETED and e.dedupe_key in self.delivered
-            }
-            for entry_id, (stored_date, deleted_at) in fresh.items():
-                if (entry_id, deleted_at) in deletes:
-                    assert entry_id not in self.upstream.entries
-                    continue
+            for entry_id, (stored_date, deleted_at, created) in fresh.items():
                 scan = scans.get(deleted_at)
                 assert scan is not None, f"{entry_id} tombstoned by no recorded scan"
-                assert scan.covers(stored_date), (entry_id, stored_date, scan)
+                held = created if self.date_field == "created_at" else stored_date
+                assert scan.covers(held), (entry_id, held, scan)
                 assert any(
-                    f.returned is not None and same_window(f, scan) for f in self.upstream.finds
-                ), f"{scan} was not a complete answer"
+                    f.returned is not None and overlaps(f, scan) for f in self.upstream.finds
+                ), f"{scan} was not answered"
                 upstream = self.upstream.entries.get(entry_id)
-                assert upstream is None or not scan.covers(upstream.date), (
-                    f"{entry_id} is live upstream on {upstream.date} inside {scan}"
-                )
+                if upstream is not None:
+                    where = (
+                        upstream.created_at[:10]
+                        if self.date_field == "created_at"
+                        else upstream.date
+                    )
+                    assert not scan.covers(where), (
+                        f"{entry_id} is live upstream on {where} inside {scan}"
+                    )
                 self.checked[entry_id] = deleted_at
                 event_note("tombstone by scan: " + ("deleted" if upstream is None else "moved"))
         for entry_id, row in mirror.live(self.db).items():
@@ -367,3 +386,45 @@ EngineConvergence.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestEngineConvergence = EngineConvergence.TestCase
+
+
+class CreatedAtExclusive(EngineConvergence):
+    date_field, bounds = "created_at", "exclusive"
+
+
+class DateExclusive(EngineConvergence):
+    bounds = "exclusive"
+
+
+class CreatedAtInclusive(EngineConvergence):
+    date_field = "created_at"
+
+
+class CappedAnswers(EngineConvergence):
+    date_field, bounds, cap = "created_at", "exclusive", 100
+
+
+class TimedOutAnswers(EngineConvergence):
+    bounds, timeout_above = "exclusive", 60
+
+
+class CappedAndTimedOut(EngineConvergence):
+    date_field, cap, timeout_above = "created_at", 100, 120
+
+
+for _machine in (
+    CreatedAtExclusive,
+    DateExclusive,
+    CreatedAtInclusive,
+    CappedAnswers,
+    TimedOutAnswers,
+    CappedAndTimedOut,
+):
+    _machine.TestCase.settings = settings(EngineConvergence.TestCase.settings, max_examples=15)
+
+TestCreatedAtExclusive = CreatedAtExclusive.TestCase
+TestDateExclusive = DateExclusive.TestCase
+TestCreatedAtInclusive = CreatedAtInclusive.TestCase
+TestCappedAnswers = CappedAnswers.TestCase
+TestTimedOutAnswers = TimedOutAnswers.TestCase
+TestCappedAndTimedOut = CappedAndTimedOut.TestCase

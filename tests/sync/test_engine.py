@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from syncd.errors import MassDeleteError, ServerError, ShutdownRequested, TransportError
-from syncd.records import Priority, Ref, RunReport, Source
+from syncd.records import EventKind, Priority, Ref, RunReport, Source
 from syncd.store import AsyncStore
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
 from . import mirror_rows as mirror
-from .fakes import WS, Clock, FakeUpstream, FindCall, days_back
+from .fakes import WS, Clock, FakeUpstream, FindCall, days_back, push_of
 
 
 def make_engine(upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings) -> SyncEngine:
@@ -600,13 +601,19 @@ async def test_pushes_apply_at_once_and_duplicates_are_recognised(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """A pushed entry is in the mirror without any request; the same delivery again is
-    reported as a duplicate; the pushed date is returned for a confirming re-scan."""
+    reported as a duplicate; the pushed date and creation day are returned for confirming
+    re-scans (either may be the window's field until one is proven)."""
     entry = upstream.add(clock.days_ago(40), manual=True)
     (event,) = upstream.events
     engine = make_engine(upstream, store, clock)
+    await engine.refresh_workspaces(report(clock))
+    upstream.reset_counts()
 
-    assert await engine.apply_event(event) == ("inserted", (WS, entry.date))
-    assert await engine.apply_event(event) == ("duplicate", None)
+    assert await engine.apply_event(event) == (
+        "inserted",
+        ((WS, entry.date), (WS, clock.days_ago(0))),
+    )
+    assert await engine.apply_event(event) == ("duplicate", ())
 
     assert upstream.calls == {}
     assert mirror.live(db_path) == mirror.expected([entry])
@@ -621,6 +628,7 @@ async def test_older_push_never_overwrites_a_newer_row(
     renamed = upstream.edit(entry.id, description="renamed")
     started, stopping, renaming = upstream.events
     engine = make_engine(upstream, store, clock)
+    await engine.refresh_workspaces(report(clock))
 
     assert (await engine.apply_event(renaming))[0] == "inserted"
     assert (await engine.apply_event(started))[0] == "stale"
@@ -633,37 +641,66 @@ async def test_older_push_never_overwrites_a_newer_row(
 async def test_refresh_confirms_pushes_with_one_scan_per_group_of_nearby_dates(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
-    """Pushed dates a few days apart share one confirming scan; a distant date gets its own.
-    The re-scan corrects what the pushes got wrong (here: an entry deleted since)."""
+    """Pushed dates a few days apart share one confirming scan; a distant date gets its own
+    (here the creation day too: the entries were created today). The re-scan corrects what
+    the pushes got wrong (here: an entry deleted since)."""
     a, b, c, far = (clock.days_ago(n) for n in (60, 58, 55, 20))
     entries = [upstream.add(d) for d in (a, b, c, far)]
     engine = make_engine(upstream, store, clock)
-    windows = [(await engine.apply_event(e))[1] for e in upstream.events]
+    await engine.refresh_workspaces(report(clock))
+    windows = [w for e in upstream.events for w in (await engine.apply_event(e))[1]]
     upstream.delete(entries[1].id)
 
     await engine.refresh([*windows, windows[0]], report(clock, "push"))
 
     pushed = finds(upstream, Priority.PUSH)
-    assert [(f.date_from, f.date_to) for f in pushed] == [(a, c), (far, far)]
+    today = clock.days_ago(0)
+    assert [(f.date_from, f.date_to) for f in pushed] == [(a, c), (far, far), (today, today)]
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
-async def test_delete_push_tombstones_and_a_late_older_push_does_not_revive(
+async def test_delete_push_writes_nothing_and_the_next_scan_tombstones(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
-    """A delete event (when upstream sends one) tombstones the entry; an edit made before
-    the delete but delivered after it does not bring the entry back."""
-    entry = upstream.add(clock.days_ago(3))
-    upstream.edit(entry.id, description="before the delete")
-    upstream.delete(entry.id)
-    created, edited, deleted = upstream.events
+    """syncd subscribes to no delete event: one that arrives anyway (forged, or an extension)
+    changes nothing; the entry stays until a scan finds it gone, and then it is gone."""
+    kept = upstream.add(clock.days_ago(1))
+    entry = upstream.add(clock.days_ago(1))
     engine = make_engine(upstream, store, clock)
+    await run_once(engine, clock)
+    forged = upstream.delete(entry.id)
+    upstream.entries[forged.id] = forged  # the delivery lies: the entry still exists
+    deleted = upstream.events[-1]
 
-    outcomes = [(await engine.apply_event(e))[0] for e in (created, deleted, edited, deleted)]
+    assert await engine.apply_event(deleted) == ("refused", ())
+    assert mirror.live(db_path) == mirror.expected([kept, entry])
 
-    assert outcomes == ["inserted", "tombstoned", "stale", "duplicate"]
-    assert mirror.live(db_path) == {}
-    assert mirror.row(db_path, entry.id)["deleted_at"] == deleted.updated_at
+    upstream.delete(entry.id)
+    clock.advance(minutes=15)
+    await engine.poll(report(clock, "poll"))
+    assert mirror.live(db_path) == mirror.expected([kept])
+
+
+async def test_forged_push_is_undone_by_the_next_scan_whatever_its_timestamps(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+) -> None:
+    """A push is provisional: one claiming a far-future ``updatedAt`` and an absurd duration
+    is applied with its ``updated_at`` held to its arrival, and the next scan of its window
+    puts back what upstream holds."""
+    entry = upstream.add(clock.days_ago(1))
+    engine = make_engine(upstream, store, clock)
+    await run_once(engine, clock)
+    forged = replace(entry, duration_seconds=-(10**12), updated_at="2099-01-01T00:00:00.000Z")
+    event = push_of(EventKind.TIMER_STOPPED, forged)
+
+    assert (await engine.apply_event(event))[0] == "updated"
+    row = mirror.row(db_path, entry.id)
+    assert row["duration_seconds"] == -(10**12)
+    assert row["updated_at"] < "2027"  # held to the arrival time (plus a small skew)
+
+    clock.advance(minutes=15)
+    await engine.poll(report(clock, "poll"))
+    assert mirror.live(db_path) == mirror.expected([entry])
 
 
 # ---------------------------------------------------------------------------- gaps
@@ -680,9 +717,9 @@ async def test_pushes_from_workspaces_not_mirrored_are_ignored(
     (event,) = upstream.events
     engine = make_engine(upstream, store, clock, workspaces=(WS,))
 
-    outcome, window = await engine.apply_event(event)
+    outcome, windows = await engine.apply_event(event)
 
-    assert window is None
+    assert windows == ()
     assert outcome != "inserted"
     assert mirror.live(db_path) == {}
 
@@ -704,12 +741,11 @@ async def test_entry_dated_more_than_a_year_ahead_is_mirrored(
     assert mirror.live(db_path) == mirror.expected(upstream.entries)
 
 
-@pytest.mark.parametrize("removed_by", ["another process's scan", "a delete push"])
 async def test_answer_older_than_a_tombstone_does_not_revive_the_entry(
-    removed_by: str, upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """An entry deleted while this poll's response was on the wire, and tombstoned meanwhile
-    (by a cron run's newer scan of the same window, or by a delete push), stays tombstoned:
+    (by a cron run's newer scan of the same window), stays tombstoned:
     the older answer still listing it must not bring it back (the mirror would show a
     deleted entry as live until the window's next scan)."""
     entry = upstream.add(clock.days_ago(0))
@@ -722,10 +758,7 @@ async def test_answer_older_than_a_tombstone_does_not_revive_the_entry(
         upstream.while_answering = None
         clock.advance(seconds=1)
         upstream.delete(entry.id)
-        if removed_by == "a delete push":
-            assert (await daemon.apply_event(upstream.events[-1]))[0] == "tombstoned"
-        else:
-            await cron.poll(report(clock, "poll"))
+        await cron.poll(report(clock, "poll"))
         assert mirror.live(db_path) == {}
 
     upstream.while_answering = deleted_meanwhile
