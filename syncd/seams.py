@@ -90,8 +90,14 @@ class MirrorStore(Protocol):
         ...
 
     async def count_live_entries(
-        self, workspace_id: str, date_from: str | None = None, date_to: str | None = None
-    ) -> int: ...
+        self,
+        workspace_id: str,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        by: str = "date",
+    ) -> int:
+        """Live entries whose ``date``, creation day or both (``by``) lie in the range."""
+        ...
 
     async def running_entry_dates(self, workspace_id: str) -> list[str]:
         """Dates (YYYY-MM-DD) of entries the mirror holds as running timers."""

@@ -625,8 +625,10 @@ class SyncEngine:
             quarantined = _quarantined.get()
             if quarantined is not None:  # asked for by ``_fetch``
                 quarantined.extend(rejected_of(answer))
-        except Exception:
-            if siblings is not None:  # stop the others now, not after this window's commit
+        except Exception as exc:
+            # Stop the others now, not after this window's commit; a timeout this call
+            # splits instead of retrying is no failure.
+            if siblings is not None and (retry_timeouts or not timed_out(exc)):
                 siblings.failed = True
             raise
         await self._learn(answer, ask_from, ask_to)
@@ -656,8 +658,9 @@ class SyncEngine:
         except (ServerError, TransportError) as exc:
             if halves is None or not timed_out(exc):
                 raise
-            await self._learn_timeout(workspace_id, ask_from, ask_to, exc)
-            return await self._ask_halves(workspace_id, halves, priority, depth)
+            parts, complete = await self._ask_halves(workspace_id, halves, priority, depth)
+            await self._learn_timeout(workspace_id, ask_from, ask_to, exc, len(parts))
+            return parts, complete
         reading = await self._current_reading()
         if not reading.suspicious(sent_count(entries)):  # quarantined ones count too
             return entries, True
@@ -678,7 +681,7 @@ class SyncEngine:
         if complete and reading.cap is None and len(entries) > reading.verified_up_to:
             self._reading = replace(reading, verified_up_to=len(entries))
             await self.store.set_setting(READING_SETTING, self._reading.to_json())
-        return _merged(entries, parts), True
+        return _merged(entries, parts), complete
 
     async def _ask_halves(
         self,
@@ -710,14 +713,12 @@ class SyncEngine:
         least ``EMPTY_MIN`` live rows in its range, and no answer for the workspace held
         anything this run (unless ``force_delete``).
         """
-        live = await self.store.count_live_entries(
-            workspace_id, date_from or "0000-01-01", date_to or OPEN_END
-        )
-        inside = sum(
-            1
-            for e in entries
-            if (date_from is None or date_from <= e.date) and (date_to is None or e.date <= date_to)
-        )
+        by = (await self._current_reading()).tombstone_by()
+        if by == "none":
+            return entries  # nothing is tombstoned from this answer anyway
+        low, high = date_from or "0000-01-01", date_to or OPEN_END
+        live = await self.store.count_live_entries(workspace_id, low, high, by)
+        inside = sum(1 for e in entries if _held_by(e, low, high, by))
         lost = live - inside
         if live == 0 or (inside > 0 and (lost < EMPTY_MIN or lost <= EMPTY_SHARE * live)):
             return entries
@@ -737,7 +738,7 @@ class SyncEngine:
             self._answered.add(workspace_id)
         elif workspace_id not in self._answered and not self.settings.force_delete:
             held = await self.store.count_live_entries(
-                workspace_id, wide_from or "0000-01-01", wide_to or OPEN_END
+                workspace_id, wide_from or "0000-01-01", wide_to or OPEN_END, by
             )
             if held >= EMPTY_MIN:
                 raise UpstreamEmptyError(workspace_id=workspace_id, live=held)
@@ -793,18 +794,22 @@ class SyncEngine:
         )
 
     async def _learn_timeout(
-        self, workspace_id: str, ask_from: str | None, ask_to: str | None, exc: Exception
+        self,
+        workspace_id: str,
+        ask_from: str | None,
+        ask_to: str | None,
+        exc: Exception,
+        held: int,
     ) -> None:
-        held = await self.store.count_live_entries(
-            workspace_id, ask_from or "0000-01-01", ask_to or OPEN_END
-        )
+        """Remember that an answer of ``held`` entries (what the split range turned out to
+        hold) timed out, so later windows aim below it."""
         reading = await self._current_reading()
         if held < 2 or (reading.timeout_above is not None and reading.timeout_above <= held):
             log.info("window_split_after_timeout", workspace_id=workspace_id, error=str(exc))
             return
         why = (
             f"{ask_from or '…'}..{ask_to or '…'} of {workspace_id} "
-            f"(about {held} entries) failed: {exc}"
+            f"({held} entries) timed out: {str(exc).splitlines()[0][:80]}"
         )
         await self._save_reading(
             replace(reading, timeout_above=held, timeout_evidence=why),
@@ -965,21 +970,33 @@ def _group_dates(days: list[date], span: int) -> list[tuple[date, date]]:
 def _halves(
     low: str | None, high: str | None
 ) -> tuple[tuple[str | None, str | None], tuple[str | None, str | None]] | None:
-    """``[low, high]`` split in two (an open side splits ``OPEN_SPLIT_DAYS`` from the finite
-    one); None for a single day or a range open on both sides."""
+    """``[low, high]`` split in two halves that share their middle day, so that together
+    they return what the whole range returns under either bound reading (an open side splits
+    ``OPEN_SPLIT_DAYS`` from the finite one); None when no half would be smaller."""
     if low is not None and high is not None:
         first, last = _day(low), _day(high)
-        if last <= first:
+        if (last - first).days < 2:
             return None
-        middle = first + timedelta(days=(last - first).days // 2)
-        return (low, _iso(middle)), (_iso(middle + timedelta(days=1)), high)
+        middle = _iso(first + timedelta(days=(last - first).days // 2))
+        return (low, middle), (middle, high)
     if low is None and high is not None:
-        middle = _day(high) - timedelta(days=OPEN_SPLIT_DAYS)
-        return (None, _iso(middle)), (_iso(middle + timedelta(days=1)), high)
+        middle = _iso(_day(high) - timedelta(days=OPEN_SPLIT_DAYS))
+        return (None, middle), (middle, high)
     if low is not None:
-        middle = _day(low) + timedelta(days=OPEN_SPLIT_DAYS)
-        return (low, _iso(middle)), (_iso(middle + timedelta(days=1)), None)
+        middle = _iso(_day(low) + timedelta(days=OPEN_SPLIT_DAYS))
+        return (low, middle), (middle, None)
     return None
+
+
+def _held_by(entry: TimeEntry, low: str, high: str, by: str) -> bool:
+    """Whether ``entry`` lies in the days ``[low, high]`` by its date, creation day or both."""
+    by_date = low <= entry.date <= high
+    by_created = entry.created_at is None or low <= entry.created_at[:10] <= high
+    if by == "date":
+        return by_date
+    if by == "created_at":
+        return by_created
+    return by_date and by_created
 
 
 def _neighbourhood(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:

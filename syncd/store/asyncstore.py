@@ -160,9 +160,13 @@ class AsyncStore:
         return await self.call(self._store.apply_window, scan)
 
     async def count_live_entries(
-        self, workspace_id: str, date_from: str | None = None, date_to: str | None = None
+        self,
+        workspace_id: str,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        by: str = "date",
     ) -> int:
-        return await self.call(self._store.count_live_entries, workspace_id, date_from, date_to)
+        return await self.call(self._store.count_live_entries, workspace_id, date_from, date_to, by)
 
     async def running_entry_dates(self, workspace_id: str) -> list[str]:
         return await self.call(self._store.running_entry_dates, workspace_id)

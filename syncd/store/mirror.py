@@ -237,16 +237,22 @@ class Store:
 
     @_store_call
     def count_live_entries(
-        self, workspace_id: str, date_from: str | None = None, date_to: str | None = None
+        self,
+        workspace_id: str,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        by: str = "date",
     ) -> int:
+        """Live entries of the workspace whose ``date`` (``by="date"``), creation day
+        (``"created_at"``) or both (``"both"``) lie in ``[date_from, date_to]``."""
         TE = m.TimeEntry
-        query = TE.select(fn.COUNT(TE.id)).where(
-            (TE.workspace_id == workspace_id)
-            & (TE.date >= (date_from or reports.LOW_DATE))
-            & (TE.date <= (date_to or reports.HIGH_DATE))
-            & TE.deleted_at.is_null()
-        )
-        return int(query.scalar() or 0)
+        low, high = date_from or reports.LOW_DATE, date_to or reports.HIGH_DATE
+        where = (TE.workspace_id == workspace_id) & TE.deleted_at.is_null()
+        if by in ("date", "both"):
+            where &= (TE.date >= low) & (TE.date <= high)
+        if by in ("created_at", "both"):
+            where &= (TE.created_at >= low) & (TE.created_at < _next_day(high))
+        return int(TE.select(fn.COUNT(TE.id)).where(where).scalar() or 0)
 
     @_store_call
     def running_entry_dates(self, workspace_id: str) -> list[str]:

@@ -1,0 +1,84 @@
+"""``syncd --once`` stays exact under every reading of the find window the docs leave open.
+
+The emulator plays each one: ``date_after``/``date_before`` on the entry's date or on its
+creation time, inclusive or exclusive bounds, answers silently capped below the window target,
+and large finds timing out with a 504. With no config change, a first run mirrors the truth,
+and a second one converges after silent edits, deletes, moves and backdated adds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from .harness import (
+    EXIT_OK,
+    assert_mirror_equals_truth,
+    database_of,
+    run_once,
+    scalar,
+    write_config,
+)
+from .test_once import FULL_SWEEP, day_at, iso
+
+READINGS = [
+    pytest.param(field, bounds, cap, timeout, id=f"{field}-{bounds}-cap{cap}-timeout{timeout}")
+    for field, bounds, cap, timeout in itertools.product(
+        ("date", "created_at"), ("inclusive", "exclusive"), (0, 100), (0, 150)
+    )
+]
+
+
+@pytest.mark.parametrize(("field", "bounds", "cap", "timeout"), READINGS)
+def test_once_is_exact_under_every_reading(tmp_path, start_emulator, field, bounds, cap, timeout):
+    emulator = start_emulator(
+        "--seed", "5", "--workspaces", "2", "--entries", "500", "--days", "120",
+        "--no-rate-limit", "--date-filter-field", field, "--date-bounds", bounds,
+        "--find-cap", str(cap), "--find-timeout-above", str(timeout),
+        "--find-timeout-delay", "0.01",
+    )  # fmt: skip
+    ws_a, ws_b = emulator.workspace_ids()
+    config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
+    db = database_of(config)
+
+    first = run_once(config)
+
+    assert first.returncode == EXIT_OK, first.explain()
+    assert_mirror_equals_truth(emulator, db)
+    reading = json.loads(
+        scalar(db, "SELECT value FROM installation WHERE key = 'upstream_reading'")
+    )
+    assert reading["field"] == field, reading  # the seeded backdated entries prove it
+    if cap:
+        assert reading["cap"] == cap, reading
+
+    entries = sorted(
+        (e for e in emulator.truth(ws_a) if e["end_time"] is not None), key=lambda e: e["date"]
+    )
+    emulator.edit(entries[10]["id"], description="edited long after")
+    moved = day_at(90, hour=8)
+    emulator.edit(
+        entries[-4]["id"],
+        date=iso(moved.replace(hour=0)),
+        start_time=iso(moved),
+        end_time=iso(moved.replace(hour=9)),
+    )
+    for entry in (entries[3], entries[50], entries[-2], *emulator.truth(ws_b)[5:8]):
+        emulator.delete(entry["id"])
+    emulator.create(
+        [
+            {"workspace_id": ws_b, "start_time": iso(day_at(d)), "end_time": iso(day_at(d, 12)),
+             "description": f"backdated {d}"}
+            for d in (1, 20, 75, 110)
+        ]
+    )  # fmt: skip
+
+    second = run_once(config)
+
+    assert second.returncode == EXIT_OK, second.explain()
+    assert_mirror_equals_truth(emulator, db)
+    third = run_once(config)
+    assert third.returncode == EXIT_OK, third.explain()
+    assert (third.summary["tombstoned"], third.summary["inserted"]) == (0, 0)
