@@ -81,6 +81,8 @@ async def _serve(request: web.Request, handler, surface: str, key: str | None):
         request[REQ_KEY] = key
         request[REQ_USER] = emu.world.keys[key]
         resp = await _call(request, handler, surface)
+    if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+        emu.limiter.count_bytes(key, len(resp.body))
     rate_headers(resp, decision)
     return resp
 

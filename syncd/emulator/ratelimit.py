@@ -21,6 +21,7 @@ class Decision:
 
 class KeyState:
     __slots__ = (
+        "bytes_sent",
         "day",
         "day_count",
         "max_minute",
@@ -40,6 +41,7 @@ class KeyState:
         self.rate_limited = 0
         self.max_second = 0
         self.max_minute = 0
+        self.bytes_sent = 0  # response bodies sent to the key
 
 
 #: Scopes of the limits: one budget per key (the intro's reading of the docs), or one per
@@ -170,9 +172,13 @@ class RateLimiter:
         """Count a request that never reached the limiter (a fault answered it)."""
         self.state(key).requests += 1
 
+    def count_bytes(self, key: str, size: int) -> None:
+        """Count ``size`` bytes of response body sent to ``key``."""
+        self.state(key).bytes_sent += size
+
     def reset_stats(self) -> None:
         for st in self.keys.values():
-            st.requests = st.rate_limited = 0
+            st.requests = st.rate_limited = st.bytes_sent = 0
             st.max_second = st.max_minute = 0
 
     def stats(self) -> dict:
@@ -182,6 +188,7 @@ class RateLimiter:
                 "rate_limited": st.rate_limited,
                 "max_in_any_second": st.max_second,
                 "max_in_any_minute": st.max_minute,
+                "bytes_sent": st.bytes_sent,
             }
             for key, st in self.keys.items()
         }

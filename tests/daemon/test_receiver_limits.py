@@ -301,9 +301,7 @@ def test_a_full_file_table_is_logged_once_not_once_a_second(tmp_path):
         sock.close()
     lines = [line for line in output.splitlines() if "receiver_connections_capped" not in line]
     resource_lines = [
-        line
-        for line in lines
-        if "out of system resource" in line or "out_of_resources" in line
+        line for line in lines if "out of system resource" in line or "out_of_resources" in line
     ]
     assert len(resource_lines) == 1, output[-3000:]
     assert "Too many open files" in resource_lines[0]

@@ -44,12 +44,14 @@ async def test_burst_window(make_emulator):
     emu.clock.advance(0.001)
     assert (await emu.v1("/v1/workspaces")).status == 200
     stats = await emu.cjson("GET", "/stats")
+    sent = stats["keys"]["demo-key"].pop("bytes_sent")
     assert stats["keys"]["demo-key"] == {
         "requests": 14,
         "rate_limited": 3,
         "max_in_any_second": 10,
         "max_in_any_minute": 11,
     }
+    assert sent > 11 * len(b"[]")  # the bodies of the 11 accepted answers
 
 
 async def test_rolling_minute_window(make_emulator):

@@ -13,6 +13,7 @@ live entries equal to upstream, field by field.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import tempfile
 from collections.abc import Awaitable, Iterator
@@ -408,43 +409,24 @@ EngineConvergence.TestCase.settings = settings(
 TestEngineConvergence = EngineConvergence.TestCase
 
 
-class CreatedAtExclusive(EngineConvergence):
-    date_field, bounds = "created_at", "exclusive"
+def _reading_machine(field: str, bounds: str, cap: int, timeout: int) -> type:
+    """The machine against an upstream with one reading of the find window."""
+    name = f"Reading_{field}_{bounds}_cap{cap}_timeout{timeout}"
+    machine = type(
+        name,
+        (EngineConvergence,),
+        {"date_field": field, "bounds": bounds, "cap": cap, "timeout_above": timeout},
+    )
+    machine.TestCase.settings = settings(EngineConvergence.TestCase.settings, max_examples=10)
+    return machine
 
 
-class DateExclusive(EngineConvergence):
-    bounds = "exclusive"
-
-
-class CreatedAtInclusive(EngineConvergence):
-    date_field = "created_at"
-
-
-class CappedAnswers(EngineConvergence):
-    date_field, bounds, cap = "created_at", "exclusive", 100
-
-
-class TimedOutAnswers(EngineConvergence):
-    bounds, timeout_above = "exclusive", 60
-
-
-class CappedAndTimedOut(EngineConvergence):
-    date_field, cap, timeout_above = "created_at", 100, 120
-
-
-for _machine in (
-    CreatedAtExclusive,
-    DateExclusive,
-    CreatedAtInclusive,
-    CappedAnswers,
-    TimedOutAnswers,
-    CappedAndTimedOut,
+# Every combination of the readings the docs leave open: the field the window filters on, the
+# bounds, a cap (the round 100, below the bulk a capped machine seeds) and a timeout threshold.
+for _field, _bounds, _cap, _timeout in itertools.product(
+    ("date", "created_at"), ("inclusive", "exclusive"), (0, 100), (0, 60)
 ):
-    _machine.TestCase.settings = settings(EngineConvergence.TestCase.settings, max_examples=15)
-
-TestCreatedAtExclusive = CreatedAtExclusive.TestCase
-TestDateExclusive = DateExclusive.TestCase
-TestCreatedAtInclusive = CreatedAtInclusive.TestCase
-TestCappedAnswers = CappedAnswers.TestCase
-TestTimedOutAnswers = TimedOutAnswers.TestCase
-TestCappedAndTimedOut = CappedAndTimedOut.TestCase
+    if (_field, _bounds, _cap, _timeout) == ("date", "inclusive", 0, 0):
+        continue  # that is EngineConvergence itself
+    _machine = _reading_machine(_field, _bounds, _cap, _timeout)
+    globals()[f"Test{_machine.__name__}"] = _machine.TestCase
