@@ -543,6 +543,23 @@ REJECTED_ENTRIES = (
     "CREATE INDEX rejected_entries_date ON rejected_entries (workspace_id, date)",
 )
 
+# Migration 0005 spelled the index's options ``content = 'time_entries'``; Datasette detects
+# an FTS table of a table only by the spellings sqlite-utils writes (``content=[name]`` or
+# ``content="name"``, no spaces), so it showed no search box. The index is declared again in
+# that form and rebuilt from the live rows; what it holds and how the store keeps it in step
+# are unchanged.
+SEARCH_FOR_DATASETTE = (
+    "DROP TABLE time_entries_fts",
+    """
+    CREATE VIRTUAL TABLE time_entries_fts USING fts5(
+        description,
+        content=[time_entries],
+        content_rowid=[rowid],
+        tokenize='unicode61 remove_diacritics 2'
+    )""",
+    SEARCH[1],
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -554,6 +571,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0008_totals_of_inserts_by_store", TOTALS_OF_INSERTS_BY_STORE),
     Migration("0009_webhook_ledger_refusals", WEBHOOK_LEDGER_REFUSALS),
     Migration("0010_rejected_entries", REJECTED_ENTRIES),
+    Migration("0011_search_declared_for_datasette", SEARCH_FOR_DATASETTE),
 )
 
 
