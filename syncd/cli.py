@@ -294,6 +294,8 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
     }
     if report.outcome.quarantined:  # upstream entries stored with fields cleared, or not at all
         summary["quarantined"] = len(report.outcome.quarantined)
+    if report.outside_window:  # returned outside the asked range (e.g. by creation time)
+        summary["outside_window"] = report.outside_window
     if report.error:
         summary["error"] = report.error
     return summary

@@ -273,5 +273,8 @@ class RunReport:
     # Windows whose answer could not be shown complete (nothing was tombstoned from them):
     # the mirror may be wrong there, so the run does not count as ok.
     unverified: list[str] = field(default_factory=list)
+    # Entries upstream returned outside the range a request asked for (by their date, beyond
+    # any time-zone offset): kept, never evidence for tombstoning (see syncd.window_reading).
+    outside_window: int = 0
     ok: bool = False
     error: str | None = None

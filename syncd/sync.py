@@ -153,6 +153,7 @@ class SyncEngine:
         self._workspace_ids: list[str] | None = None
         self._reading: WindowReading | None = None
         self._answered: set[str] = set()  # workspaces with a non-empty answer this run
+        self._outside = 0  # entries returned outside their request's range, not yet reported
         self._unresolved: dict[str, set[tuple[str, str]]] = {}  # ranges left to verify
 
     # -- whole runs -------------------------------------------------------------------
@@ -767,6 +768,10 @@ class SyncEngine:
     ) -> WindowReading:
         """The reading, updated (and saved, and logged once) with what ``entries`` prove."""
         reading = await self._current_reading()
+        low, high = widen(ask_from, ask_to)
+        self._outside += sum(
+            1 for e in entries if (low and e.date < low) or (high and e.date > high)
+        )
         learned = observe(reading, entries, ask_from, ask_to, format_timestamp(self.clock()))
         if learned != reading:
             described = learned.describe()
@@ -838,6 +843,8 @@ class SyncEngine:
         outcome: WindowOutcome = await self.store.apply_window(scan)
         report.outcome.add(outcome)
         report.windows += 1
+        report.outside_window += self._outside
+        self._outside = 0
         if scan.tombstone_by == "none":
             report.unverified.append(f"{scan.workspace_id} {scan.date_from or '…'}..{scan.date_to}")
         if collect_unresolved and outcome.unresolved:

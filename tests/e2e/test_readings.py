@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 
 import pytest
 
 from .harness import (
     EXIT_OK,
     assert_mirror_equals_truth,
+    clean_env,
     database_of,
     run_once,
     scalar,
@@ -51,6 +54,9 @@ def test_once_is_exact_under_every_reading(tmp_path, start_emulator, field, boun
         scalar(db, "SELECT value FROM installation WHERE key = 'upstream_reading'")
     )
     assert reading["field"] == field, reading  # the seeded backdated entries prove it
+    # Entries dated outside the asked range come back only when the window reads creation
+    # time; the run's summary counts them once.
+    assert ("outside_window" in first.summary) == (field == "created_at"), first.summary
     if cap:
         assert reading["cap"] == cap, reading
 
@@ -82,3 +88,49 @@ def test_once_is_exact_under_every_reading(tmp_path, start_emulator, field, boun
     third = run_once(config)
     assert third.returncode == EXIT_OK, third.explain()
     assert (third.summary["tombstoned"], third.summary["inserted"]) == (0, 0)
+
+
+def test_status_shows_what_was_learned_and_a_pin(tmp_path, start_emulator):
+    """``status`` (text and JSON) says which field the window filters on and why; a pinned
+    field is shown as pinned."""
+    emulator = start_emulator(
+        "--seed", "5", "--workspaces", "1", "--entries", "300", "--days", "60",
+        "--no-rate-limit", "--date-filter-field", "created_at",
+    )  # fmt: skip
+    config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
+    assert run_once(config).returncode == EXIT_OK
+
+    shown = status(config)
+    learned = json.loads(shown("--json"))["upstream_reading"]
+    assert learned["window_field"] == "created_at"
+    assert "came back for" in learned["window_field_evidence"]
+    text = shown()
+    assert "find window field: created_at" in text
+    assert "because: entry" in text
+
+    pinned = write_config(
+        tmp_path,
+        emulator,
+        name="pinned.toml",
+        database=tmp_path / "pinned.sqlite",
+        sync=FULL_SWEEP,
+        api={"window_field": "date"},
+    )
+    run = run_once(pinned)
+    assert run.returncode == EXIT_OK, run.explain()
+    assert "pinned" in json.loads(status(pinned)("--json"))["upstream_reading"]["window_field"]
+
+
+def status(config):
+    def shown(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "syncd", "-c", str(config), "status", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    return shown
