@@ -404,7 +404,12 @@ def report_hours(
             until.date().isoformat() if until else None,
             workspace_id,
         )
-    write_rows(columns, rows, fmt)
+    if fmt is None:
+        from syncd.render import print_report
+
+        print_report(columns, rows, sys.stdout)
+    else:
+        write_rows(columns, rows, fmt)
 
 
 @cli.command()
@@ -537,103 +542,10 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
 
 
 def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
-    """Render ``service.status`` for people: one row per workspace, then the budget, the
-    daemon's plan, the webhook subscription and the last run."""
-    from rich.console import Console
-    from rich.table import Table
+    """Render ``service.status`` for people (see ``syncd.render``)."""
+    from syncd.render import print_status as render_status
 
-    console = Console(file=out if out is not None else sys.stdout)
-    table = Table(
-        "workspace", "live", "tombstoned", "last scan", "lag", "backfill", title="workspaces"
-    )
-    for ws in data.get("workspaces", []):
-        lag = ws.get("freshness_lag_seconds")
-        backfill = "done" if ws.get("backfill_complete") else f"at {ws.get('backfill_before')}"
-        table.add_row(
-            str(ws.get("name") or ws.get("id")),
-            f"{ws.get('live_entries', 0):,}",
-            f"{ws.get('tombstoned_entries', 0):,}",
-            _status_text(ws.get("last_scan_at")),
-            "-" if lag is None else f"{lag:,} s",
-            backfill,
-        )
-    console.print(table)
-    budget = data.get("budget") or {}
-    if budget:
-        console.print(
-            f"budget: {budget.get('used_today', 0):,} of {budget.get('per_day', 0):,} requests "
-            f"used today, {budget.get('used_this_minute', 0)} this minute"
-            + (f", paused until {budget['not_before']}" if budget.get("not_before") else "")
-        )
-    plan = data.get("plan")
-    if plan:
-        console.print(
-            f"plan: poll every {plan.get('poll_interval_seconds'):g} s"
-            + (" (stretched to fit the quota)" if plan.get("poll_stretched") else "")
-            + f", reconcile every {plan.get('reconcile_interval_seconds'):g} s, "
-            f"~{plan.get('planned_per_day')} requests/day of {plan.get('daemon_budget')}"
-        )
-        for warning in plan.get("warnings") or []:
-            console.print(f"plan warning: {warning}")
-    daemon = data.get("daemon")
-    if daemon:
-        state = "running" if daemon.get("running") else "stopped"
-        console.print(f"daemon: {state} (pid {daemon.get('pid')}, seen {daemon.get('seen_at')})")
-    hook = data.get("webhook_subscription")
-    console.print(
-        f"webhook subscription: {hook.get('status')} {hook.get('id')} "
-        f"(checked {hook.get('checked_at')})"
-        if hook
-        else "webhook subscription: none"
-    )
-    reading = data.get("upstream_reading") or {}
-    if reading:
-        console.print(f"find window field: {reading.get('window_field')}")
-        for label, key in (
-            ("  because", "window_field_evidence"),
-            ("  but", "conflicting_evidence"),
-        ):
-            if reading.get(key):
-                console.print(f"{label}: {reading[key]}")
-        console.print(f"find window bounds: {reading.get('bounds')}")
-        if reading.get("answer_cap"):
-            console.print(
-                f"answer cap: {reading['answer_cap']:,} entries "
-                f"({reading.get('answer_cap_evidence')})"
-            )
-        if reading.get("timeout_above"):
-            console.print(
-                f"answers time out above about {reading['timeout_above']:,} entries "
-                f"({reading.get('timeout_evidence')})"
-            )
-    quarantined = data.get("quarantined_entries")
-    if quarantined:
-        console.print(
-            f"quarantined upstream entries: {quarantined:,} "
-            "(stored with fields cleared, or not at all; see the rejected_entries table)"
-        )
-    events = data.get("webhook_events") or {}
-    if events:
-        console.print(
-            "webhook events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(events.items()))
-        )
-    last = data.get("last_run")
-    if last:
-        console.print(
-            f"last run: {last.get('kind')} {'ok' if last.get('ok') else 'FAILED'} at "
-            f"{last.get('finished_at') or last.get('started_at')}: "
-            f"+{last.get('inserted', 0)} ~{last.get('updated', 0)} "
-            f"-{last.get('tombstoned', 0)}, {last.get('requests', 0)} requests"
-            + (f" ({last.get('error')})" if last.get("error") else "")
-        )
-
-
-def _status_text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
+    render_status(data, out if out is not None else sys.stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

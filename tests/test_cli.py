@@ -516,7 +516,7 @@ def test_print_status_shows_each_workspace_budget_plan_and_subscription():
         "done",
         "at 2025-03-01",
         "812 of 9,000",
-        "poll every 900 s",
+        "poll every 15 min",
         "reserves use the whole daemon budget",
         "ACTIVE wh_1",
         "duplicate 2",

@@ -746,6 +746,7 @@ class Store:
                     "backfill_complete": state.backfill_complete,
                     "backfill_before": state.backfill_before,
                     "oldest_date": state.oldest_date,
+                    "reconcile_before": state.reconcile_before,
                     "last_hot_scan_at": state.last_hot_scan_at,
                     "last_reconcile_at": state.last_reconcile_at,
                 }

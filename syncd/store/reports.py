@@ -45,35 +45,47 @@ _TOTALS = (
     "WHERE t.date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR t.workspace_id = ?4) "
 )
 
+_WORKSPACE = "LEFT JOIN workspaces AS w ON w.id = r.workspace_id "
+_WORKSPACE_NAME = "coalesce(w.name, r.workspace_id) AS workspace"
+
 # by -> the whole statement; parameters: since, until, workspace_id twice.
+# Projects, clients and members are grouped per workspace and name it in a last column, so
+# the same name in two workspaces is two rows that say which is which. A week is labelled by
+# its Monday, or by ``since`` when the range starts mid-week (never a day before the range).
 _REPORTS: dict[str, str] = {
     # Names are the current ones (projects, clients), looked up once per group.
     "project": (
         "SELECT r.project_id, p.name AS project, c.name AS client, "  # noqa: S608
-        "r.entries, r.hours, r.billable_hours FROM ("
-        "SELECT NULLIF(t.project_id, '') AS project_id, NULLIF(MAX(t.client_id), '') AS client_id, "
-        f"{_TOTALS}GROUP BY t.project_id) AS r "
+        f"r.entries, r.hours, r.billable_hours, {_WORKSPACE_NAME} FROM ("
+        "SELECT t.workspace_id, NULLIF(t.project_id, '') AS project_id, "
+        "NULLIF(MAX(t.client_id), '') AS client_id, "
+        f"{_TOTALS}GROUP BY t.workspace_id, t.project_id) AS r "
         "LEFT JOIN projects AS p ON p.id = r.project_id "
         "LEFT JOIN clients AS c ON c.id = r.client_id "
-        "ORDER BY r.hours DESC, project"
+        f"{_WORKSPACE}ORDER BY r.hours DESC, project, workspace"
     ),
     "client": (
-        "SELECT r.client_id, c.name AS client, r.entries, r.hours, r.billable_hours FROM ("  # noqa: S608
-        f"SELECT NULLIF(t.client_id, '') AS client_id, {_TOTALS}GROUP BY t.client_id) AS r "
+        "SELECT r.client_id, c.name AS client, r.entries, r.hours, r.billable_hours, "  # noqa: S608
+        f"{_WORKSPACE_NAME} FROM ("
+        "SELECT t.workspace_id, NULLIF(t.client_id, '') AS client_id, "
+        f"{_TOTALS}GROUP BY t.workspace_id, t.client_id) AS r "
         "LEFT JOIN clients AS c ON c.id = r.client_id "
-        "ORDER BY r.hours DESC, client"
+        f"{_WORKSPACE}ORDER BY r.hours DESC, client, workspace"
     ),
     "member": (
-        "SELECT team_member_id, MAX(team_member_name) AS member, COUNT(*) AS entries, "
-        "ROUND(SUM(hours), 2) AS hours, "
+        "SELECT r.team_member_id, r.member, r.entries, r.hours, r.billable_hours, "  # noqa: S608
+        f"{_WORKSPACE_NAME} FROM ("
+        "SELECT workspace_id, team_member_id, MAX(team_member_name) AS member, "
+        "COUNT(*) AS entries, ROUND(SUM(hours), 2) AS hours, "
         "ROUND(SUM(CASE WHEN billable THEN hours ELSE 0 END), 2) AS billable_hours "
         "FROM live_time_entries "
         "WHERE date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR workspace_id = ?4) "
-        "GROUP BY team_member_id ORDER BY hours DESC, member"
+        f"GROUP BY workspace_id, team_member_id) AS r {_WORKSPACE}"
+        "ORDER BY r.hours DESC, r.member, workspace"
     ),
     "day": f"SELECT t.date AS day, {_TOTALS}GROUP BY t.date ORDER BY day",
     "week": (
-        f"SELECT date(t.date, '-6 days', 'weekday 1') AS week_start, {_TOTALS}"
+        f"SELECT MAX(date(t.date, '-6 days', 'weekday 1'), ?1) AS week_start, {_TOTALS}"
         "GROUP BY date(t.date, '-6 days', 'weekday 1') ORDER BY week_start"
     ),
     "month": (

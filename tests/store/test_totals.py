@@ -210,13 +210,14 @@ def actual_monthly(conn: sqlite3.Connection) -> dict[tuple, tuple]:
 
 
 _REPORT_KEYS = {
-    "project": lambda r: r["project_id"],
-    "client": lambda r: r["client_id"],
-    "member": lambda r: r["team_member_id"],
+    "project": lambda r: (r["workspace_id"], r["project_id"]),
+    "client": lambda r: (r["workspace_id"], r["client_id"]),
+    "member": lambda r: (r["workspace_id"], r["team_member_id"]),
     "day": lambda r: r["date"],
     "week": lambda r: monday(r["date"]),
     "month": lambda r: r["date"][:7],
 }
+_PER_WORKSPACE = ("project", "client", "member")
 
 
 def expected_report(
@@ -228,13 +229,19 @@ def expected_report(
         if (since or "") <= r["date"] <= (until or "9") and (ws is None or r["workspace_id"] == ws)
     ]
     projects, clients = names(conn, "projects"), names(conn, "clients")
+    workspaces = names(conn, "workspaces")
     out = {}
     for k, g in grouped(rows, _REPORT_KEYS[by]).items():
         labels: tuple = ()
+        if by in _PER_WORKSPACE:  # keyed by (workspace name, id) as the report shows them
+            ws_id, k = k
+            k = (workspaces.get(ws_id) or ws_id, k)
+        elif by == "week":  # a week starting before the range is labelled by its first day
+            k = max(k, since or "")
         if by == "project":
-            labels = (projects.get(k), clients.get(g.client))  # type: ignore[arg-type]
+            labels = (projects.get(k[1]), clients.get(g.client))  # type: ignore[arg-type]
         elif by == "client":
-            labels = (clients.get(k),)
+            labels = (clients.get(k[1]),)
         elif by == "member":
             labels = (max(g.members, default=None),)
         out[k] = (*labels, g.entries, g.seconds / 3600.0, g.billable / 3600.0)
@@ -252,6 +259,8 @@ def actual_report(
         assert hours == sorted(hours, reverse=True)
     else:
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    if by in _PER_WORKSPACE:
+        return {(r["workspace"], r[0]): tuple(r[1:-1]) for r in rows}
     return {r[0]: tuple(r[1:]) for r in rows}
 
 

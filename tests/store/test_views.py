@@ -134,8 +134,13 @@ def test_live_entries_and_running_timers(reports: ReadOnlyMirror) -> None:
 
 def test_report_hours(reports: ReadOnlyMirror, store: Store) -> None:
     columns, data = reports.report_hours("project", "2024-03-01", "2024-03-31", "ws-1")
-    assert columns == ["project_id", "project", "client", "entries", "hours", "billable_hours"]
-    assert data == [("p-1", "Apollo", "Acme", 3, 3.0, 2.5), ("p-2", "Zeus", "Globex", 1, 2.0, 2.0)]
+    assert columns == [
+        "project_id", "project", "client", "entries", "hours", "billable_hours", "workspace"
+    ]  # fmt: skip
+    assert [row[:6] for row in data] == [
+        ("p-1", "Apollo", "Acme", 3, 3.0, 2.5),
+        ("p-2", "Zeus", "Globex", 1, 2.0, 2.0),
+    ]
     assert reports.report_hours("month", workspace_id="ws-1")[1] == [
         ("2024-03", 4, 5.0, 4.5),
         ("2024-04", 1, 0.25, 0.0),

@@ -1,0 +1,334 @@
+"""Turns status data and report rows into text for people.
+
+``syncd status`` and ``syncd report hours`` print through here when they print for a person:
+a rich table on a terminal, plain aligned text otherwise (never clipped to a width, so a
+pipe or a file gets every column), durations and rates in human units. ``--json`` and
+``--csv`` do not come here: scripts get the raw figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TextIO
+
+# ----------------------------------------------------------------------------- human units
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in the two largest units: "23 s", "4 min", "3 h 14 min", "2 d 5 h"."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {secs} s" if secs and minutes < 10 else "")
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return f"{days:,} d" + (f" {hours} h" if hours else "")
+
+
+def ago(seconds: float | None) -> str:
+    """How long ago, in words: "just now", "4 min ago", "-" when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return "just now"
+    return f"{duration(seconds)} ago"
+
+
+def every(seconds: float | None) -> str:
+    """An interval as "every 3 h 14 min"."""
+    return "-" if seconds is None else f"every {duration(seconds)}"
+
+
+def count(value: float | None, unit: str = "") -> str:
+    """A whole number with thousands separators and an optional unit: "7,123 requests/day"."""
+    if value is None:
+        return "-"
+    return f"{round(value):,}" + (f" {unit}" if unit else "")
+
+
+def hours(value: float | None) -> str:
+    """Hours with exactly two decimals: "1,234.50"."""
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def moment(text: str | None, now: datetime) -> str:
+    """A timestamp as "2026-12-04 16:05 UTC (4 min ago)"; "-" when missing."""
+    when = _parse(text)
+    if when is None:
+        return "-" if not text else str(text)
+    when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%d %H:%M} UTC ({ago((now - when).total_seconds())})"
+
+
+def share(part: float, whole: float) -> str:
+    """``part`` of ``whole`` as a whole percentage, "100 %" only when complete."""
+    if whole <= 0:
+        return "100 %"
+    value = 100 * part / whole
+    shown = min(99, int(value)) if part < whole else 100
+    return f"{max(0, shown)} %"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _isatty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    """Columns padded to their widest cell, two spaces apart; ``right`` columns right-aligned.
+
+    No width limit: every cell is printed whole.
+    """
+    widths = [len(c) for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(columns), *(line(row) for row in rows)]) + "\n"
+
+
+def write_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    out: TextIO,
+    *,
+    right: set[int] | None = None,
+    title: str | None = None,
+) -> None:
+    """A rich table on a terminal, :func:`plain_table` otherwise."""
+    right = right or set()
+    if _isatty(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for i, name in enumerate(columns):
+            table.add_column(name, justify="right" if i in right else "left")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=out, width=max(80, shutil.get_terminal_size().columns)).print(table)
+    else:
+        if title:
+            out.write(f"{title}\n")
+        out.write(plain_table(columns, rows, right))
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def _history(ws: dict[str, Any], today: date) -> str:
+    """The backfill: done back to the oldest entry, or how far back it has come."""
+    if ws.get("backfill_complete"):
+        oldest = ws.get("oldest_date")
+        return f"done, from {oldest}" if oldest else "done"
+    before = ws.get("backfill_before")
+    return f"backfilling, at {before}" if before else "not started"
+
+
+def _sweep(ws: dict[str, Any], today: date) -> str:
+    """Where the reconciliation sweep is: the share of history below today it has re-verified
+    in its current pass, and the date it has reached."""
+    if not ws.get("backfill_complete"):
+        return "after the backfill"
+    cursor, oldest = ws.get("reconcile_before"), ws.get("oldest_date")
+    if not cursor or not oldest:
+        return "not started"
+    try:
+        at, bottom = date.fromisoformat(cursor), date.fromisoformat(oldest)
+    except ValueError:
+        return str(cursor)
+    whole = (today - bottom).days
+    done = (today - at).days
+    return f"{share(done, whole)} of history, at {cursor}"
+
+
+def status_text(data: dict[str, Any], *, now: datetime) -> tuple[list[str], list[list[str]], str]:
+    """The workspace table (columns, rows) and the lines below it, for ``data`` as
+    ``service.status`` returns it, at ``now`` (aware)."""
+    today = now.astimezone(UTC).date()
+    columns = ["workspace", "live", "deleted", "fresh", "history", "sweep"]
+    rows = []
+    for ws in data.get("workspaces", []):
+        lag = ws.get("freshness_lag_seconds")
+        rows.append(
+            [
+                str(ws.get("name") or ws.get("id")),
+                count(ws.get("live_entries", 0)),
+                count(ws.get("tombstoned_entries", 0)),
+                "never synced" if lag is None else f"verified {ago(lag)}",
+                _history(ws, today),
+                _sweep(ws, today),
+            ]
+        )
+    lines: list[str] = []
+    budget = data.get("budget") or {}
+    if budget:
+        lines.append(
+            f"budget: {count(budget.get('used_today', 0))} of "
+            f"{count(budget.get('per_day', 0), 'requests')} used today, "
+            f"{count(budget.get('used_this_minute', 0))} this minute"
+            + (
+                f", paused until {moment(budget['not_before'], now)}"
+                if budget.get("not_before")
+                else ""
+            )
+        )
+    plan = data.get("plan")
+    if plan:
+        lines.append(
+            f"plan: poll {every(plan.get('poll_interval_seconds'))}"
+            + (" (stretched to fit the quota)" if plan.get("poll_stretched") else "")
+            + f", reconcile {every(plan.get('reconcile_interval_seconds'))}, "
+            f"about {count(plan.get('planned_per_day'), 'requests/day')} "
+            f"of {count(plan.get('daemon_budget'))}"
+        )
+        lines.extend(f"plan warning: {w}" for w in plan.get("warnings") or [])
+    daemon = data.get("daemon")
+    if daemon:
+        state = "running" if daemon.get("running") else "stopped"
+        lines.append(
+            f"daemon: {state} (pid {daemon.get('pid')}, seen {moment(daemon.get('seen_at'), now)})"
+        )
+    hook = data.get("webhook_subscription")
+    lines.append(
+        f"webhook subscription: {hook.get('status')} {hook.get('id')} "
+        f"(checked {moment(hook.get('checked_at'), now)})"
+        if hook
+        else "webhook subscription: none"
+    )
+    reading = data.get("upstream_reading") or {}
+    if reading:
+        lines.append(f"find window field: {reading.get('window_field')}")
+        for label, key in (
+            ("  because", "window_field_evidence"),
+            ("  but", "conflicting_evidence"),
+        ):
+            if reading.get(key):
+                lines.append(f"{label}: {_text(reading[key])}")
+        lines.append(f"find window bounds: {reading.get('bounds')}")
+        if reading.get("answer_cap"):
+            lines.append(
+                f"answer cap: {count(reading['answer_cap'], 'entries')} "
+                f"({_text(reading.get('answer_cap_evidence'))})"
+            )
+        if reading.get("timeout_above"):
+            lines.append(
+                f"answers time out above about {count(reading['timeout_above'], 'entries')} "
+                f"({_text(reading.get('timeout_evidence'))})"
+            )
+    quarantined = data.get("quarantined_entries")
+    if quarantined:
+        lines.append(
+            f"quarantined upstream entries: {count(quarantined)} "
+            "(stored with fields cleared, or not at all; see the rejected_entries table)"
+        )
+    events = data.get("webhook_events") or {}
+    if events:
+        lines.append(
+            "webhook events: " + ", ".join(f"{k} {count(v)}" for k, v in sorted(events.items()))
+        )
+    last = data.get("last_run")
+    if last:
+        lines.append(
+            f"last run: {last.get('kind')} {'ok' if last.get('ok') else 'FAILED'}, "
+            f"{moment(last.get('finished_at') or last.get('started_at'), now)}: "
+            f"{count(last.get('inserted', 0))} new, {count(last.get('updated', 0))} updated, "
+            f"{count(last.get('tombstoned', 0))} deleted, "
+            f"{count(last.get('requests', 0), 'requests')}"
+            + (f" ({last.get('error')})" if last.get("error") else "")
+        )
+    return columns, rows, "\n".join(lines) + "\n"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def print_status(data: dict[str, Any], out: TextIO, *, now: datetime | None = None) -> None:
+    """Print ``service.status`` data for people: one row per workspace, then the budget, the
+    daemon's plan, the webhook subscription, what syncd learned about upstream, the last run."""
+    columns, rows, lines = status_text(data, now=now or datetime.now(UTC))
+    write_table(columns, rows, out, right={1, 2}, title="workspaces")
+    out.write(lines)
+    out.flush()
+
+
+# ----------------------------------------------------------------------------- reports
+
+_NUMBERS = {"entries", "hours", "billable_hours"}
+
+
+def report_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[list[str], list[list[str]], set[int]]:
+    """The text form of a ``report hours`` result: ids left out, hours with two decimals,
+    counts with separators, and the workspace column only when a name appears in more than
+    one workspace. Returns (columns, rows, indexes of right-aligned columns)."""
+    keep = [i for i, c in enumerate(columns) if not c.endswith("_id") and c != "workspace"]
+    if "workspace" in columns:
+        ws = columns.index("workspace")
+        labels = [i for i in keep if columns[i] not in _NUMBERS]
+        names = Counter(tuple(row[i] for i in labels) for row in rows)
+        if any(n > 1 for n in names.values()):
+            keep.insert(0, ws)
+    out_columns = [columns[i] for i in keep]
+    out_rows = []
+    for row in rows:
+        cells = []
+        for i in keep:
+            name, value = columns[i], row[i]
+            if name in ("hours", "billable_hours"):
+                cells.append(hours(value))
+            elif name == "entries":
+                cells.append(count(value))
+            elif value is None:
+                cells.append(_NONE.get(name, "-"))
+            else:
+                cells.append(str(value))
+        out_rows.append(cells)
+    right = {n for n, c in enumerate(out_columns) if c in _NUMBERS}
+    return out_columns, out_rows, right
+
+
+_NONE = {"project": "(no project)", "client": "(no client)", "member": "(unknown)"}
+
+
+def print_report(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """Print a ``report hours`` result for people (see :func:`report_table`)."""
+    shown, cells, right = report_table(columns, rows)
+    write_table(shown, cells, out, right=right)
+    if not rows:
+        out.write("(no rows)\n")
+    out.flush()
