@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import NoDatabase, ShutdownRequested, StoreError
+from syncd.progress import SyncProgress
 from syncd.records import Priority, RunReport, format_timestamp
 from syncd.store import AsyncStore, Store
 from syncd.store.integrity import check
@@ -83,13 +83,16 @@ def budget_for(
     runner: Any = None,
     shares: Mapping[Priority, PriorityShare] | None = None,
     stop: asyncio.Event | None = None,
+    wrap_sleep: Callable[[Sleep], Sleep] | None = None,
 ) -> RateBudget:
     """The persisted rate budget of ``key`` in the mirror database ``db``.
 
     With ``stop``, a wait for the budget ends with ``ShutdownRequested`` as soon as the
-    event is set, so a stop signal is not held up by a spent minute.
+    event is set, so a stop signal is not held up by a spent minute. ``wrap_sleep`` wraps
+    the budget's waits (the terminal progress shows the long ones).
     """
     limits = config.limits
+    sleep: Sleep = asyncio.sleep if stop is None else _sleep_until_stopped(stop)
     return RateBudget(
         db,
         key_id_for(key),
@@ -102,8 +105,11 @@ def budget_for(
         daily_share=daily_share,
         runner=runner,
         shares=shares,
-        sleep=asyncio.sleep if stop is None else _sleep_until_stopped(stop),
+        sleep=sleep if wrap_sleep is None else wrap_sleep(sleep),
     )
+
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def _sleep_until_stopped(stop: asyncio.Event) -> Callable[[float], Awaitable[None]]:
@@ -185,6 +191,7 @@ async def open_runtime(
     should_stop: Callable[[], bool] = lambda: False,
     on_window: Callable[[ScanProgress], None] | None = None,
     on_outcome: Callable[[str], None] | None = None,
+    wrap_sleep: Callable[[Sleep], Sleep] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store, the HTTP session, the budget, the client and the engine; close them.
 
@@ -201,6 +208,7 @@ async def open_runtime(
             runner=store.call_budget,
             shares=shares,
             stop=stop,
+            wrap_sleep=wrap_sleep,
         )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=10, limit_per_host=10, ttl_dns_cache=300),
@@ -278,47 +286,6 @@ async def recorded_run(runtime: Runtime, kind: str) -> AsyncIterator[RunReport]:
         await asyncio.shield(runtime.store.finish_run(run_id, report))
 
 
-class _Progress:
-    """A progress line on a terminal during long backfills; silent otherwise."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty() and "JOURNAL_STREAM" not in os.environ
-        self._progress: Any = None
-        self._task: Any = None
-        self._entries = 0
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("syncing", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def window(self, scan: ScanProgress) -> None:
-        self._entries += scan.entries
-        if self._progress is not None:
-            self._progress.update(
-                self._task,
-                description=(
-                    f"{scan.source} {scan.date_from or '…'}..{scan.date_to[:10]} "
-                    f"· {self._entries:,} entries seen"
-                ),
-            )
-
-
 async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
     """One sync cycle (``syncd --once``); SIGTERM/SIGINT stop it after the current window.
 
@@ -330,7 +297,8 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
     signals = StopSignals()
     signals.install()
     try:
-        with _Progress() as progress:
+        start = config.sync.history_start
+        with SyncProgress(history_start=date.fromisoformat(start) if start else None) as progress:
             async with open_runtime(
                 config,
                 shares=ONCE_SHARES,
@@ -338,6 +306,8 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
                 force_delete=force_delete,
                 should_stop=lambda: signals.requested,
                 on_window=progress.window,
+                on_outcome=progress.outcome,
+                wrap_sleep=progress.budget_sleep,
             ) as runtime:
                 await check(runtime.store, now=utc_now())
                 async with recorded_run(runtime, "once") as report:
