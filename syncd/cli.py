@@ -6,8 +6,11 @@ configures logging, calls ``syncd.service`` (sync, daemon, status) or
 message and an exit code in one place, :func:`handle_cli_error`.
 
 Exit codes: 0 success, 1 the sync (or another operation) failed, 2 configuration or usage
-error (including a mirror that does not exist for a command that only reads), 130
-interrupted (Ctrl-C).
+error (including a mirror that does not exist for a command that only reads, a missing
+database directory and a taken listen port), 130 interrupted (Ctrl-C).
+
+Streams: the log goes to stderr; stdout carries only a command's result (rows, reports,
+status, the ``--once`` summary line when stdout is not a terminal).
 
 The heavy modules (service, store, rich) are imported inside the commands that need them,
 so ``syncd --help`` and ``syncd check-config`` stay fast.
@@ -17,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import json
+import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -58,9 +64,10 @@ REPORT_GROUPINGS = ("project", "client", "member", "day", "week", "month")
 #: ``syncd sql --timeout``'s default: a query running longer is stopped.
 SQL_TIMEOUT_SECONDS = 30.0
 
-# Subcommands whose stdout is data (JSON, tables, CSV): their logs go to stderr so that
-# `syncd sql ... --json | jq` never sees a log line. The sync itself logs to stdout.
-DATA_COMMANDS = frozenset({"check-config", "status", "sql", "report"})
+#: ``--log-level`` choices, quietest last.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Commands that read or write no config: ``init`` writes one, the emulator has its own.
+NO_CONFIG_COMMANDS = frozenset({"init", "emulator"})
 
 log = structlog.get_logger("syncd.cli")
 
@@ -70,9 +77,11 @@ class CliState:
     """What the top-level options decided, shared with every subcommand (``ctx.obj``)."""
 
     config_path: Path | None
-    verbose: bool = False
+    log_level: str | None = None  # from -q, -v or --log-level; None: the config decides
+    log_sql: bool = False
     once: bool = False
     force_delete: bool = False
+    full: bool = False
     log_stream: TextIO | None = None
     secrets: tuple[str, ...] = field(default=())
 
@@ -86,10 +95,11 @@ class CliState:
         config = load_config(self.config_path, require_key=require_key)
         self.secrets = config.secret_values()
         configure_logging(
-            "debug" if self.verbose else config.logging.level,
+            self.log_level or config.logging.level,
             config.logging.format,
             secrets=self.secrets,
             stream=self.log_stream,
+            log_sql=self.log_sql,
         )
         return config
 
@@ -174,7 +184,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     cls=SyncdGroup,
     invoke_without_command=True,
     context_settings=CONTEXT_SETTINGS,
-    epilog="Exit codes: 0 success, 1 sync failed, 2 configuration or usage error, 130 interrupted.",
+    epilog="Exit codes: 0 success, 1 sync failed, 2 configuration or usage error, 130 "
+    "interrupted. The log goes to stderr, results to stdout. Without -c, the config is the "
+    "first of $SYNCD_CONFIG, ./syncd.toml, $XDG_CONFIG_HOME/syncd/config.toml (default "
+    "~/.config) and /etc/syncd/config.toml; `syncd init` writes one.",
 )
 @click.option(
     "-c",
@@ -183,8 +196,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="SYNCD_CONFIG",
     show_envvar=True,
-    help="TOML config file (see config.example.toml). Without one, syncd runs on the "
-    "defaults and takes the API key from the environment.",
+    help="TOML config file (see config.example.toml). Without it, the first file found in "
+    "the default places (below); with none, syncd runs on the defaults and takes the API "
+    "key from the environment.",
 )
 @click.option("--once", is_flag=True, help="Run one sync cycle and exit (for cron).")
 @click.option(
@@ -193,32 +207,70 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     help="With --once: apply scans even when they would tombstone more than "
     "sync.mass_delete_share of a workspace's entries.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
-@click.version_option(__version__, prog_name="syncd")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="With --once: also re-verify every window of the history now, within the budget; "
+    "a --full that was stopped or killed is continued by the next.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level (syncd's own events).")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log at this level; overrides -v, -q and [logging] level.",
+)
+@click.option(
+    "--log-sql", is_flag=True, help="Also log every SQL statement (text only, never values)."
+)
+@click.version_option(__version__, "-V", "--version", prog_name="syncd")
 @click.pass_context
 def cli(
-    ctx: click.Context, config_path: Path | None, once: bool, force_delete: bool, verbose: bool
+    ctx: click.Context,
+    config_path: Path | None,
+    once: bool,
+    force_delete: bool,
+    full: bool,
+    verbose: bool,
+    quiet: bool,
+    log_level: str | None,
+    log_sql: bool,
 ) -> None:
     """Keep a local SQLite mirror of a Timetracker account.
 
     Without a command, runs the daemon (same as `syncd run`); with --once, runs one sync
-    cycle and exits.
+    cycle and exits. Start with `syncd init` to write a config.
     """
     subcommand = ctx.invoked_subcommand
     if subcommand == "emulator":
         return  # the emulator has its own options and logging
-    if (once or force_delete) and subcommand not in (None, "run"):
-        raise click.UsageError(f"--once and --force-delete do not apply to '{subcommand}'")
-    stream = sys.stderr if subcommand in DATA_COMMANDS else sys.stdout
+    if (once or force_delete or full) and subcommand not in (None, "run"):
+        raise click.UsageError(f"--once, --force-delete and --full do not apply to '{subcommand}'")
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other; give one (or --log-level)")
+    level = log_level.lower() if log_level else "debug" if verbose else "warning" if quiet else None
+    if config_path is None and subcommand not in NO_CONFIG_COMMANDS:
+        from syncd.config import find_config
+
+        config_path = find_config()
+        if config_path is None and subcommand is None and not once:
+            click.echo(ctx.get_help(), err=True)
+            click.echo(
+                "\nsyncd: no config file found; write one with `syncd init`, or pass -c FILE",
+                err=True,
+            )
+            ctx.exit(EXIT_USAGE)
     ctx.obj = CliState(
         config_path=config_path,
-        verbose=verbose,
+        log_level=level,
+        log_sql=log_sql,
         once=once,
         force_delete=force_delete,
-        log_stream=stream,
+        full=full,
+        log_stream=sys.stderr,
     )
     # Until the config is loaded (or if it cannot be), log with the defaults.
-    configure_logging("debug" if verbose else "info", "auto", stream=stream)
+    configure_logging(level or "info", "auto", stream=sys.stderr, log_sql=log_sql)
     if subcommand is None:
         ctx.invoke(run)
 
@@ -228,8 +280,9 @@ def cli(
 @click.option(
     "--force-delete", is_flag=True, help="With --once: allow mass tombstoning (see syncd --help)."
 )
+@click.option("--full", is_flag=True, help="With --once: re-verify all history (see syncd --help).")
 @click.pass_obj
-def run(state: CliState, once: bool, force_delete: bool) -> None:
+def run(state: CliState, once: bool, force_delete: bool, full: bool) -> None:
     """Run the daemon: poll, reconcile and receive webhooks until stopped by a signal.
 
     With --once, run one sync cycle, log a `sync_finished` summary and exit
@@ -237,45 +290,137 @@ def run(state: CliState, once: bool, force_delete: bool) -> None:
     """
     once = once or state.once
     force_delete = force_delete or state.force_delete
+    full = full or state.full
     if force_delete and not once:
         raise click.UsageError("--force-delete applies only to --once")
+    if full and not once:
+        raise click.UsageError("--full applies only to --once")
     config = state.load_config()
+    check_database_directory(config)
     if once:
-        code = run_once(config, force_delete=force_delete)
+        code = run_once(config, force_delete=force_delete, full=full)
         if code:
             raise click.exceptions.Exit(code)
         return
     from syncd import service
 
-    asyncio.run(service.run_daemon(config))
+    try:
+        asyncio.run(service.run_daemon(config))
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) and config.webhooks.listen:
+            raise listen_address_error(config, exc) from exc
+        raise
 
 
-def run_once(config: Config, *, force_delete: bool) -> int:
-    """Run one sync cycle, log the one ``sync_finished`` summary, and return the exit code.
+def check_database_directory(config: Config) -> None:
+    """Raises ``ConfigError`` when the directory of ``database.path`` does not exist."""
+    problem = database_directory_problem(config)
+    if problem:
+        raise ConfigError([problem], source=str(config.source) if config.source else None)
 
-    Raises whatever ``service.run_once`` raises (after logging the summary).
+
+def database_directory_problem(config: Config, *, writable: bool = False) -> str | None:
+    """The problem with ``database.path``'s directory (missing; with ``writable``, also not
+    writable by this user), or None."""
+    directory = config.database.path.parent
+    if not directory.is_dir():
+        return (
+            f"database.path: the directory {directory} does not exist; create it "
+            f"(mkdir -p {directory}) or set database.path to a file in an existing directory"
+        )
+    if writable and not os.access(directory, os.W_OK | os.X_OK):
+        return (
+            f"database.path: the directory {directory} is not writable by this user; "
+            "run syncd as its owner or change its permissions"
+        )
+    return None
+
+
+def listen_address_error(config: Config, exc: OSError) -> ConfigError:
+    """The ``ConfigError`` for a listen address that cannot be bound (``exc``)."""
+    listen = config.webhooks.listen
+    if exc.errno == errno.EADDRINUSE:
+        text = (
+            f"webhooks.listen: {listen} is already in use by another process; stop that "
+            "process or set webhooks.listen to a free port"
+        )
+    else:
+        text = (
+            f"webhooks.listen: {listen} is not an address of this machine; set "
+            "webhooks.listen to one of its addresses (127.0.0.1 behind a reverse proxy)"
+        )
+    return ConfigError([text], source=str(config.source) if config.source else None)
+
+
+def listen_address_problem(config: Config) -> str | None:
+    """Whether the daemon could listen on ``webhooks.listen`` now (a test bind), as the
+    problem to print, or None (also when nothing listens)."""
+    host, port = config.webhooks.listen_host, config.webhooks.listen_port
+    if not config.webhooks.listen or not port:
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"webhooks.listen: cannot resolve {host!r}: {exc.strerror}"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                    return listen_address_error(config, exc).problems[0]
+                return f"webhooks.listen: cannot listen on {config.webhooks.listen}: {exc}"
+    return None
+
+
+def run_once(config: Config, *, force_delete: bool, full: bool = False) -> int:
+    """Run one sync cycle, emit the one ``sync_finished`` summary (see :func:`emit_summary`),
+    and return the exit code.
+
+    Raises whatever ``service.run_once`` raises (after emitting the summary).
     """
     from syncd import service
 
     started = time.monotonic()
     try:
-        report = asyncio.run(service.run_once(config, force_delete=force_delete))
+        report = asyncio.run(service.run_once(config, force_delete=force_delete, full=full))
     except (SyncdError, KeyboardInterrupt) as exc:
-        log.error(
-            "sync_finished",
-            ok=False,
-            error=describe_error(exc) if isinstance(exc, SyncdError) else "interrupted",
-            error_type=type(exc).__name__,
-            duration_seconds=round(time.monotonic() - started, 3),
+        emit_summary(
+            {
+                "ok": False,
+                "error": describe_error(exc) if isinstance(exc, SyncdError) else "interrupted",
+                "error_type": type(exc).__name__,
+                "duration_seconds": round(time.monotonic() - started, 3),
+            }
         )
         raise
     summary = summarize(report, duration_seconds=time.monotonic() - started)
+    emit_summary(summary)
     if report.ok:
-        log.info("sync_finished", **summary)
         return EXIT_OK
-    log.error("sync_finished", **summary)
     click.echo(f"syncd: sync failed: {report.error or 'see the log'}", err=True)
     return EXIT_FAILED
+
+
+def emit_summary(summary: dict[str, Any], out: TextIO | None = None) -> None:
+    """The ``sync_finished`` summary: the command's result, one JSON line on stdout when it is
+    not a terminal (cron, the systemd timer, a pipe); on a terminal, a log line on stderr."""
+    out = out if out is not None else sys.stdout
+    ok = summary.get("ok", False)
+    if _isatty(out):
+        (log.info if ok else log.error)("sync_finished", **summary)
+        return
+    line = {
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "level": "info" if ok else "error",
+        "event": "sync_finished",
+        **summary,
+    }
+    ctx = click.get_current_context(silent=True)
+    secrets = ctx.obj.secrets if ctx is not None and isinstance(ctx.obj, CliState) else ()
+    out.write(SecretRedactor(secrets).redact(json.dumps(line, default=str)) + "\n")
+    out.flush()
 
 
 def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
@@ -302,13 +447,185 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
 
 
 @cli.command("check-config")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check that the database directory is writable, the listen port is free and "
+    "upstream accepts the key (one request), and list the workspaces the key sees.",
+)
 @click.pass_obj
-def check_config(state: CliState) -> None:
-    """Validate the config; print it (secrets masked) as JSON, or every problem (exit 2)."""
+def check_config(state: CliState, online: bool) -> None:
+    """Validate the config; print it (secrets masked) as JSON, or every problem (exit 2).
+
+    Also checks that the database directory exists. With --online, prints the workspaces
+    the key sees (id and name, tab-separated) instead, the ids `sync.workspaces` takes;
+    a workspace id in `sync.workspaces` the key does not see is a problem (exit 2). A key
+    upstream refuses, or an upstream that cannot be reached, exits with 1.
+    """
     config = state.load_config()
-    click.echo(json.dumps(config.redacted(), indent=2))
+    source = str(config.source) if config.source else None
+    problem = database_directory_problem(config, writable=online)
+    problems = [problem] if problem else []
+    if online:
+        problem = listen_address_problem(config)
+        problems += [problem] if problem else []
+    if problems:
+        raise ConfigError(problems, source=source)
     where = config.source or "defaults and environment"
-    click.echo(f"syncd: configuration OK ({where})", err=True)
+    if not online:
+        click.echo(json.dumps(config.redacted(), indent=2))
+        click.echo(f"syncd: configuration OK ({where})", err=True)
+        return
+    workspaces = asyncio.run(fetch_workspaces(config))
+    seen = {ws.id for ws in workspaces}
+    unknown = [ws for ws in config.sync.workspaces if ws not in seen]
+    write_rows(("id", "name"), [(ws.id, ws.name) for ws in workspaces], None)
+    if unknown:
+        raise ConfigError(
+            [
+                f"sync.workspaces: the key sees no workspace {ws!r}; the ids it sees are "
+                "listed above"
+                for ws in unknown
+            ],
+            source=source,
+        )
+    click.echo(
+        f"syncd: configuration OK ({where}); upstream accepts the key "
+        f"({len(workspaces)} workspace{'s' if len(workspaces) != 1 else ''})",
+        err=True,
+    )
+
+
+async def fetch_workspaces(config: Config) -> list[Any]:
+    """One ``GET /workspaces`` with the configured key (no retry, outside the shared budget).
+
+    Raises ``AuthError`` for a refused key, ``TransportError`` when upstream cannot be
+    reached, other ``ApiError`` for any other answer.
+    """
+    import aiohttp
+
+    from syncd import api
+    from syncd.client import transport_error
+
+    request = api.list_workspaces_request(
+        config.api.url, config.api.key_value(), config.api.version or None
+    )
+    timeout = aiohttp.ClientTimeout(total=config.api.timeout_seconds, sock_connect=10)
+    async with aiohttp.ClientSession(headers={"User-Agent": f"syncd/{__version__}"}) as session:
+        try:
+            async with session.get(
+                request.url, headers=request.headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                status, headers, body = resp.status, resp.headers, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, request) from exc
+    return api.parse_workspaces(status, headers, body, request.url)
+
+
+#: What ``syncd init`` writes where it was given no value and could not ask.
+PLACEHOLDER = "REPLACE-ME"
+
+INIT_TEMPLATE = """\
+# syncd configuration, written by `syncd init`. Every key is documented, with its default,
+# in config.example.toml. Relative paths are taken relative to this file's directory.
+# Check this file with: syncd -c {config_path} check-config --online
+{placeholder_note}
+[api]
+# A file holding the Timetracker API key and nothing else (chmod 600). Instead, the key
+# may come from SYNCD_API_KEY or the systemd credential "syncd_api_key".
+key_file = {key_file}
+
+[database]
+# The SQLite mirror. Its directory must exist and be writable by syncd.
+path = {database}
+
+[sync]
+# The workspace ids to mirror; empty mirrors every workspace the key sees
+# (`syncd check-config --online` lists them).
+workspaces = []
+
+[webhooks]
+# Off: no listener and no subscription; the daemon polls. To receive pushes, set
+# listen = "127.0.0.1:8787" and public_url to the HTTPS address a reverse proxy forwards
+# to it (see docs/operations.md).
+listen = ""
+public_url = ""
+
+[logging]
+# debug, info, warning or error; -q, -v and --log-level override it.
+level = "info"
+"""
+
+
+@cli.command()
+@click.argument(
+    "path", required=False, type=click.Path(dir_okay=False, path_type=Path), metavar="[PATH]"
+)
+@click.option(
+    "--key-file",
+    metavar="FILE",
+    help="The file holding the API key (asked for on a terminal when not given).",
+)
+@click.option(
+    "--database",
+    metavar="FILE",
+    help="The mirror's SQLite file (asked for on a terminal when not given).",
+)
+def init(path: Path | None, key_file: str | None, database: str | None) -> None:
+    """Write a commented starting config to PATH (default: ./syncd.toml).
+
+    Asks for the key file and the database path on a terminal unless given as options;
+    without a terminal, what is not given is written as a REPLACE-ME placeholder. Never
+    overwrites a file (exit 2 when PATH exists). Webhooks are off; the daemon polls.
+    """
+    target = path if path is not None else Path("syncd.toml")
+    if target.exists():
+        raise UsageError(f"{target} already exists; remove it first or give another PATH")
+    interactive = _isatty(sys.stdin) and _isatty(sys.stdout)
+    if key_file is None and interactive:
+        key_file = click.prompt("File holding the API key", default="/etc/syncd/api_key")
+    if database is None and interactive:
+        database = click.prompt("Mirror database file", default="/var/lib/syncd/mirror.sqlite")
+    placeholders = [
+        name
+        for name, value in (("api.key_file", key_file), ("database.path", database))
+        if not value
+    ]
+    note = (
+        f"#\n# {PLACEHOLDER}: replace every {PLACEHOLDER} value below ("
+        + ", ".join(placeholders)
+        + ") before running syncd.\n"
+        if placeholders
+        else ""
+    )
+    text = INIT_TEMPLATE.format(
+        config_path=target,
+        placeholder_note=note,
+        key_file=_toml_path(key_file, f"/{PLACEHOLDER}/path/to/api_key"),
+        database=_toml_path(database, f"/{PLACEHOLDER}/path/to/mirror.sqlite"),
+    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise UsageError(f"{target} already exists; remove it first or give another PATH") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    click.echo(f"syncd: wrote {target}", err=True)
+    if placeholders:
+        click.echo(f"syncd: put real values where it says {PLACEHOLDER}, then run:", err=True)
+    else:
+        click.echo("syncd: next, check it against upstream:", err=True)
+    click.echo(f"  syncd -c {target} check-config --online", err=True)
+
+
+def _toml_path(value: str | None, placeholder: str) -> str:
+    """``value`` as a TOML string (made absolute against the working directory), or the
+    placeholder."""
+    if not value:
+        return json.dumps(placeholder)
+    return json.dumps(str(Path.cwd() / Path(value).expanduser()))
 
 
 @cli.command()
@@ -330,14 +647,37 @@ def status(state: CliState, as_json: bool) -> None:
 
 
 def _output_format_options(func: Any) -> Any:
+    func = click.option(
+        "--nl", "fmt", flag_value="nl", help="Print one JSON object per line (JSON Lines)."
+    )(func)
     func = click.option("--json", "fmt", flag_value="json", help="Print a JSON array of objects.")(
         func
     )
     return click.option("--csv", "fmt", flag_value="csv", help="Print CSV with a header row.")(func)
 
 
+TABLES_SQL = (
+    "SELECT name, type FROM sqlite_schema WHERE type IN ('table', 'view') "
+    "AND name NOT LIKE 'sqlite_%' ORDER BY type, name"
+)
+SCHEMA_SQL = (
+    "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+    "AND (? IS NULL OR tbl_name = ?) ORDER BY tbl_name, type DESC, name"
+)
+
+
 @cli.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option("--tables", is_flag=True, help="List the tables and views instead of a query.")
+@click.option(
+    "--schema",
+    "schema",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[TABLE]",
+    help="Print the CREATE statements (of TABLE and its indexes, triggers; else of all).",
+)
 @_output_format_options
 @click.option(
     "--timeout",
@@ -348,21 +688,55 @@ def _output_format_options(func: Any) -> Any:
     help="Stop the query after this long (exit 1); 0 for no limit.",
 )
 @click.pass_obj
-def sql(state: CliState, query: str, fmt: str | None, timeout: float) -> None:
+def sql(
+    state: CliState,
+    query: str | None,
+    tables: bool,
+    schema: str | None,
+    fmt: str | None,
+    timeout: float,
+) -> None:
     """Run a read-only SQL QUERY on the mirror ('-' reads it from stdin).
 
     Prints a table on a terminal and tab-separated lines otherwise. The database is opened
     read-only, so a query can never block or change what the daemon writes. A query that
     fails or tries to write exits with 2, one stopped by --timeout with 1, one stopped by
-    Ctrl-C with 130; a missing mirror is an error (exit 2), never created.
+    Ctrl-C with 130; a missing mirror is an error (exit 2), never created. --tables and
+    --schema [TABLE] show what there is to query (docs/schema.md explains it).
     """
-    if query == "-":
+    chosen = [name for name, on in (("QUERY", query), ("--tables", tables)) if on]
+    chosen += ["--schema"] if schema is not None else []
+    if len(chosen) != 1:
+        raise click.UsageError("give one of QUERY, --tables or --schema [TABLE]")
+    params: tuple[Any, ...] = ()
+    if tables:
+        query = TABLES_SQL
+    elif schema is not None:
+        query, params = SCHEMA_SQL, (schema or None, schema or None)
+    elif query == "-":
         query = sys.stdin.read()
+    assert query is not None
     config = state.load_config(require_key=False)
     from syncd.store.readonly import run_readonly_query
 
     log.debug("sql_query_started", timeout_seconds=timeout or None)
-    columns, rows = run_readonly_query(config.database.path, query, timeout=timeout or None)
+    try:
+        columns, rows = run_readonly_query(
+            config.database.path, query, params, timeout=timeout or None
+        )
+    except UsageError as exc:
+        if "not authorized" in str(exc) or "readonly" in str(exc).replace("-", ""):
+            raise UsageError(
+                "the mirror is opened read-only here, so syncd sql runs only reads "
+                "(SELECT, WITH, EXPLAIN, reporting PRAGMAs); syncd itself writes the mirror"
+            ) from exc
+        raise
+    if schema is not None and fmt is None:
+        if schema and not rows:
+            raise UsageError(f"no table or view named {schema!r}; `syncd sql --tables` lists them")
+        for (statement,) in rows:
+            click.echo(statement.rstrip(";") + ";")
+        return
     write_rows(columns, rows, fmt)
 
 
@@ -391,13 +765,21 @@ def report_hours(
     workspace_id: str | None,
     fmt: str | None,
 ) -> None:
-    """Hours tracked per project, client, member, day, week or month."""
+    """Hours tracked per project, client, member, day, week or month.
+
+    A --workspace the mirror does not know is an error (exit 2).
+    """
     if until is not None and until < since:
         raise click.BadParameter("must not be before --since", param_hint="--until")
     config = state.load_config(require_key=False)
     from syncd.store.readonly import ReadOnlyMirror
 
     with ReadOnlyMirror(config.database.path) as mirror:
+        if workspace_id is not None:
+            _, known = mirror.query("SELECT id, name FROM workspaces ORDER BY id")
+            if workspace_id not in {row[0] for row in known}:
+                listed = ", ".join(f"{row[0]} ({row[1]})" for row in known) or "none yet"
+                raise UsageError(f"the mirror has no workspace {workspace_id!r}; it has: {listed}")
         columns, rows = mirror.report_hours(
             by,
             since.date().isoformat(),
@@ -471,10 +853,16 @@ def webhooks_remove(state: CliState) -> None:
 )
 @click.pass_context
 def emulator(ctx: click.Context) -> None:
-    """Run the bundled Timetracker emulator (see docs/emulator.md)."""
+    """Run the bundled Timetracker emulator (see docs/emulator.md; -h lists its options)."""
     from syncd.emulator.command import emulator_command
 
-    emulator_command.main(args=ctx.args, prog_name="syncd emulator", standalone_mode=True)
+    emulator_command.main(
+        args=ctx.args,
+        prog_name="syncd emulator",
+        standalone_mode=True,
+        help_option_names=CONTEXT_SETTINGS["help_option_names"],
+        max_content_width=CONTEXT_SETTINGS["max_content_width"],
+    )
 
 
 def write_rows(
@@ -483,12 +871,17 @@ def write_rows(
     fmt: str | None,
     out: TextIO | None = None,
 ) -> None:
-    """Print a result set: ``fmt`` csv, json, or None (a table on a terminal, tab-separated
-    lines otherwise). NULL prints as an empty field, blobs as hex."""
+    """Print a result set: ``fmt`` csv, json, nl (one JSON object per line), or None (a table
+    on a terminal, tab-separated lines otherwise). NULL prints as an empty field (null in
+    JSON), blobs as hex."""
     out = out if out is not None else sys.stdout
     if fmt == "json":
         records = [dict(zip(columns, (_jsonable(v) for v in row), strict=False)) for row in rows]
         out.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "nl":
+        for row in rows:
+            record = dict(zip(columns, (_jsonable(v) for v in row), strict=False))
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)

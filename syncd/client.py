@@ -12,6 +12,10 @@ budget, and parses the body with :mod:`syncd.api`. Retries run through stamina:
 
 Attempts are bounded by ``RetryPolicy.max_attempts`` and ``total_timeout``; then the last
 error is raised. A failure never turns into an empty result.
+
+Each failed attempt is logged once, here (``api.attempt_failed``, ``api.rate_limited`` or
+``api.transport_error``, with its attempt number); stamina's own retry logging and
+instrumentation are switched off, so no attempt is logged twice.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ from syncd.errors import (
 from syncd.records import Priority, TimeEntry, WebhookSubscription, Workspace
 
 log = structlog.get_logger(__name__)
+
+# stamina would log every retry a second time (and count it in a Prometheus metric of its
+# own); the attempts are logged and counted here.
+stamina.instrumentation.set_on_retry_hooks([])
 
 DEFAULT_API_URL = "https://api.timetracker.in/v1"
 DEFAULT_APP_URL = "https://app.timetracker.in"
@@ -321,7 +329,8 @@ class HttpClient:
             self.stats.failures += 1
             if retry is _retry_backoff_but_timeouts and timed_out(exc):
                 raise  # the caller splits the window and says so
-            log.error(
+            # Each attempt was logged; the caller reports the failure itself.
+            log.debug(
                 "api.gave_up",
                 method=request.method,
                 url=_where(request.url),
@@ -361,7 +370,7 @@ class HttpClient:
     async def _exchange(self, request: api.HttpRequest, parse: Parser[T], attempt_no: int) -> T:
         """Send, let the rate headers correct the budget, parse. Raises ``ApiError``."""
         sent_at = self._clock()
-        status, headers, body = await self._send(request)
+        status, headers, body = await self._send(request, attempt_no)
         await self._budget.observe(api.parse_rate_limit(headers, self._clock()), sent_at=sent_at)
         if status == 429:
             await self._rate_limited(request, headers, body, attempt_no)
@@ -384,7 +393,7 @@ class HttpClient:
             )
             raise
 
-    async def _send(self, request: api.HttpRequest) -> tuple[int, Any, bytes]:
+    async def _send(self, request: api.HttpRequest, attempt_no: int = 1) -> tuple[int, Any, bytes]:
         """One HTTP exchange. Raises ``TransportError`` when no whole response arrives."""
         self.stats.requests += 1
         try:
@@ -401,7 +410,13 @@ class HttpClient:
                 return resp.status, resp.headers, body
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(exc, request)
-            log.warning("api.transport_error", method=request.method, error=str(error))
+            log.warning(
+                "api.transport_error",
+                method=request.method,
+                url=_where(request.url),
+                attempt=attempt_no,
+                error=str(error),
+            )
             raise error from exc
 
     async def _rate_limited(

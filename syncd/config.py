@@ -16,7 +16,9 @@ Environment variables read here, and nowhere else in syncd:
 * ``STATE_DIRECTORY``: set by systemd for ``StateDirectory=``; the webhook token file is kept
   there instead of beside the mirror (see :attr:`Config.webhook_token_path`).
 
-(``SYNCD_CONFIG``, the default config path, is read by the command line.)
+Without ``-c``, the command line takes the first config file of :func:`find_config`:
+``$SYNCD_CONFIG``, ``./syncd.toml``, ``$XDG_CONFIG_HOME/syncd/config.toml`` (default
+``~/.config``), ``/etc/syncd/config.toml``.
 """
 
 from __future__ import annotations
@@ -374,6 +376,26 @@ SECTIONS: dict[str, type[_Section]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Config.model_fields.items()
 }
+
+
+def config_search_path(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
+    """Where syncd looks for its config without ``-c``, first match wins (``$SYNCD_CONFIG``
+    is given to the command line as ``-c`` and is not in this list)."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return [
+        (cwd or Path.cwd()) / "syncd.toml",
+        Path(xdg) / "syncd" / "config.toml",
+        Path("/etc/syncd/config.toml"),
+    ]
+
+
+def find_config(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+    """The first existing file of :func:`config_search_path`, or None."""
+    for candidate in config_search_path(env, cwd):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_config(

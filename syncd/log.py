@@ -4,7 +4,8 @@ Our own events (``structlog.get_logger().info("window_scanned", ...)``) and the 
 of aiohttp and APScheduler pass through the same ``ProcessorFormatter``, so every line has
 the same shape: ISO 8601 UTC timestamp, level, logger, event, bound context
 (``structlog.contextvars``). Output is JSON lines when the stream is not a terminal (systemd,
-cron, pipes) and a readable console format on a terminal.
+cron, pipes) and a readable console format on a terminal. The log goes to stderr: stdout
+carries only a command's result.
 
 Secrets never reach the output: a redaction step masks any value equal to a configured
 secret (and, for secrets of 8 characters or more, any occurrence inside a longer text),
@@ -14,8 +15,8 @@ including exception texts. Secrets made while running (the webhook path token) a
 peewee logs every SQL statement at DEBUG as ``(sql, params)``. The parameters are the values
 written and read (settings, the subscription record, people's names and descriptions), so
 only the statement text is logged, with the number of parameters withheld: peewee binds every
-value as a parameter, so the text carries none. The statements stay visible at ``-v``, which
-is what debugging needs, and no value can reach the log whatever the redaction knows.
+value as a parameter, so the text carries none. The statements are logged only with
+``log_sql`` (``syncd --log-sql``), whatever the level: debug output is syncd's own events.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ LEVELS = {
 
 # Chatty third-party loggers and the level they are held at unless we log at debug level.
 # APScheduler logs every job start and finish at INFO.
-QUIET_LOGGERS = {"apscheduler": logging.WARNING, "peewee": logging.INFO}
+QUIET_LOGGERS = {"apscheduler": logging.WARNING}
+#: peewee's logger: every SQL statement at DEBUG, shown only with ``log_sql``.
+SQL_LOGGER = "peewee"
 
 # Secrets known only at run time, masked by every redactor (see register_secret).
 _registered: frozenset[str] = frozenset()
@@ -128,13 +131,14 @@ def configure_logging(
     *,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    log_sql: bool = False,
 ) -> None:
     """Route structlog and stdlib logging through one formatter writing to ``stream``.
 
     ``level`` is one of debug, info, warning, error; ``fmt`` is auto (console on a terminal,
-    JSON otherwise), json or console. ``stream`` defaults to stdout. ``secrets`` are masked
-    in every event. May be called again (for example once the config is loaded); the last
-    call wins.
+    JSON otherwise), json or console. ``stream`` defaults to stderr. ``secrets`` are masked
+    in every event. SQL statements are logged only with ``log_sql`` (at any level). May be
+    called again (for example once the config is loaded); the last call wins.
 
     Raises ``ValueError`` for an unknown level or format.
     """
@@ -142,7 +146,7 @@ def configure_logging(
         raise ValueError(f"unknown log level {level!r}")
     if fmt not in ("auto", "json", "console"):
         raise ValueError(f"unknown log format {fmt!r}")
-    stream = stream if stream is not None else sys.stdout
+    stream = stream if stream is not None else sys.stderr
     console = fmt == "console" or (fmt == "auto" and _isatty(stream))
 
     shared: list[Processor] = [
@@ -190,7 +194,8 @@ def configure_logging(
     numeric = LEVELS[level]
     logging.basicConfig(handlers=[handler], level=numeric, force=True)
     # On the logger, so no handler (ours or anyone's) ever sees peewee's parameters.
-    logging.getLogger("peewee").addFilter(_SQL_FILTER)
+    logging.getLogger(SQL_LOGGER).addFilter(_SQL_FILTER)
+    logging.getLogger(SQL_LOGGER).setLevel(logging.DEBUG if log_sql else logging.WARNING)
     for name, quiet_level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(
             logging.NOTSET if numeric <= logging.DEBUG else quiet_level

@@ -100,18 +100,21 @@ def _isatty(out: TextIO) -> bool:
 def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
     """Columns padded to their widest cell, two spaces apart; ``right`` columns right-aligned.
 
-    No width limit: every cell is printed whole.
+    Widths are terminal columns (wide characters count double). No width limit: every cell
+    is printed whole.
     """
-    widths = [len(c) for c in columns]
+    from rich.cells import cell_len  # terminal columns: 社内 is four wide, not two
+
+    widths = [cell_len(c) for c in columns]
     for row in rows:
         for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+            widths[i] = max(widths[i], cell_len(cell))
 
     def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
+        parts = []
+        for i, cell in enumerate(cells):
+            pad = " " * (widths[i] - cell_len(cell))
+            parts.append(pad + cell if i in right else cell + pad)
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(columns), *(line(row) for row in rows)]) + "\n"

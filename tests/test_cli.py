@@ -168,8 +168,17 @@ def test_help_lists_the_commands(runner):
     assert "Exit codes" in result.stdout
 
 
-def test_check_config_prints_the_config_with_the_key_masked(runner):
-    result = runner.invoke(cli, ["-c", str(EXAMPLE), "check-config"], env={"SYNCD_API_KEY": SECRET})
+def example_config(directory: Path) -> Path:
+    """config.example.toml with its database in ``directory`` (/var/lib/syncd is not here)."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    old = 'path = "/var/lib/syncd/mirror.sqlite"'
+    assert old in text
+    return write_config(directory, text.replace(old, 'path = "mirror.sqlite"'))
+
+
+def test_check_config_prints_the_config_with_the_key_masked(runner, tmp_path):
+    config = example_config(tmp_path)
+    result = runner.invoke(cli, ["-c", str(config), "check-config"], env={"SYNCD_API_KEY": SECRET})
     assert result.exit_code == EXIT_OK, result.stderr
     shown = json.loads(result.stdout)
     assert shown["api"]["key"] == MASK
@@ -180,7 +189,10 @@ def test_check_config_prints_the_config_with_the_key_masked(runner):
 
 
 def test_config_path_from_syncd_config(runner, tmp_path):
-    config = write_config(tmp_path, f'[api]\nkey = "{SECRET}"\n[sync]\nhot_window_days = 5\n')
+    config = write_config(
+        tmp_path,
+        f'[api]\nkey = "{SECRET}"\n[database]\npath = "m.sqlite"\n[sync]\nhot_window_days = 5\n',
+    )
     result = runner.invoke(cli, ["check-config"], env={"SYNCD_CONFIG": str(config)})
     assert result.exit_code == EXIT_OK, result.stderr
     assert json.loads(result.stdout)["sync"]["hot_window_days"] == 5
@@ -579,7 +591,8 @@ def test_process_bad_config_exits_2_listing_every_problem(tmp_path):
 
 
 def test_process_check_config_on_the_example(tmp_path):
-    result = syncd("-c", str(EXAMPLE), "check-config", env={"SYNCD_API_KEY": SECRET})
+    config = example_config(tmp_path)
+    result = syncd("-c", str(config), "check-config", env={"SYNCD_API_KEY": SECRET})
     assert result.returncode == EXIT_OK, result.stderr
     assert json.loads(result.stdout)["api"]["key"] == MASK
     assert SECRET not in result.stdout + result.stderr
@@ -651,7 +664,12 @@ def test_once_against_the_emulator(tmp_path, emulator):
     config = emulator_config(tmp_path, emulator)
     first = syncd("-c", str(config), "--once", timeout=120)
     assert first.returncode == EXIT_OK, first.stdout + first.stderr
+    # stdout (not a terminal) carries the summary line and nothing else; the log is on stderr.
+    assert len(first.stdout.splitlines()) == 1
     (summary,) = events(first.stdout, "sync_finished")
+    logged = [json.loads(line)["event"] for line in first.stderr.splitlines()]
+    assert "backfill_complete" in logged
+    assert "sync_finished" not in logged
     assert summary["ok"] is True
     assert summary["workspaces"] == 1
     assert summary["inserted"] > 0
@@ -670,7 +688,10 @@ def test_once_with_a_wrong_key_exits_1(tmp_path, emulator):
     config = emulator_config(tmp_path, emulator, key="wrong-key-123456")
     result = syncd("-c", str(config), "--once", timeout=120)
     assert result.returncode == EXIT_FAILED
-    assert result.stderr.startswith("syncd: ")
+    # The failure is printed once, as the last line of stderr, after the log.
+    printed = [line for line in result.stderr.splitlines() if line.startswith("syncd: ")]
+    assert printed == [result.stderr.splitlines()[-1]]
+    assert "refused the API key" in printed[0]
     assert "Traceback" not in result.stderr
     assert "wrong-key-123456" not in result.stdout + result.stderr
     (summary,) = events(result.stdout, "sync_finished")

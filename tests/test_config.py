@@ -425,3 +425,22 @@ def test_example_parses_as_plain_toml():
     # A guard for the example-key regex above: the live keys parse as TOML.
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert set(data) == set(SECTIONS)
+
+
+def test_config_search_order(tmp_path):
+    from syncd.config import config_search_path, find_config
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    env = {"HOME": str(home)}
+    assert config_search_path(env, work)[:2] == [
+        work / "syncd.toml",
+        home / ".config" / "syncd" / "config.toml",
+    ]
+    xdg = tmp_path / "xdg" / "syncd" / "config.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text("", encoding="utf-8")
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    assert find_config(env, work) == xdg
+    (work / "syncd.toml").write_text("", encoding="utf-8")
+    assert find_config(env, work) == work / "syncd.toml"

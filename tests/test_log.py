@@ -160,11 +160,40 @@ def test_unknown_level_or_format(level, fmt):
         configure_logging(level, fmt)
 
 
-def test_sql_debug_lines_show_statements_but_never_their_parameters(tmp_path):
+def test_sql_is_logged_only_with_log_sql_whatever_the_level(tmp_path):
     import peewee
 
     out = io.StringIO()
     configure_logging("debug", "json", stream=out)
+    db = peewee.SqliteDatabase(str(tmp_path / "m.sqlite"))
+    db.execute_sql("CREATE TABLE t (x)")
+    db.close()
+    structlog.get_logger("syncd.test").debug("own_event")
+    assert [line["event"] for line in json_lines(out)] == ["own_event"]
+
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out, log_sql=True)
+    db = peewee.SqliteDatabase(str(tmp_path / "m.sqlite"))
+    db.execute_sql("SELECT x FROM t")
+    db.close()
+    structlog.get_logger("syncd.test").info("hidden")
+    (line,) = json_lines(out)
+    assert line["event"] == "SELECT x FROM t -- 0 parameters not logged"
+
+
+def test_the_log_goes_to_stderr_by_default(capsys):
+    configure_logging("info", "json")
+    structlog.get_logger("syncd.test").info("somewhere")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err)["event"] == "somewhere"
+
+
+def test_sql_debug_lines_show_statements_but_never_their_parameters(tmp_path):
+    import peewee
+
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out, log_sql=True)
     db = peewee.SqliteDatabase(str(tmp_path / "m.sqlite"))
     db.execute_sql("CREATE TABLE installation (key TEXT PRIMARY KEY, value TEXT)")
     db.execute_sql("INSERT INTO installation VALUES (?, ?)", ("webhook_token", SECRET))
