@@ -630,8 +630,15 @@ def _toml_path(value: str | None, placeholder: str) -> str:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the status page (the daemon's GET /) to FILE instead; prints nothing.",
+)
 @click.pass_obj
-def status(state: CliState, as_json: bool) -> None:
+def status(state: CliState, as_json: bool, html_path: str | None) -> None:
     """Show freshness, counts, the request budget and the webhook subscription.
 
     Works while the daemon runs; needs no API key.
@@ -639,6 +646,11 @@ def status(state: CliState, as_json: bool) -> None:
     config = state.load_config(require_key=False)
     from syncd import service
 
+    if html_path is not None:
+        from syncd import status_page
+
+        status_page.write(config, html_path, now=service.utc_now())
+        return
     data = service.status(config)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))

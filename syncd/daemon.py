@@ -19,9 +19,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
+from aiohttp import web
 
+from syncd import __version__, status_page, systemd
 from syncd import plan as planning
-from syncd import systemd
 from syncd.budget import BudgetLimits
 from syncd.config import Config, RetentionConfig
 from syncd.errors import CorruptDatabase, InvalidWebhook, SyncdError
@@ -81,6 +82,8 @@ PRUNE_INTERVAL = timedelta(days=1)
 PLAN_SETTING = "daemon_plan"
 HEARTBEAT_SETTING = "daemon_heartbeat"
 STOP_WAIT_SECONDS = 60.0
+#: The status page loads nothing and runs no script; its CSS is inline.
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 DEFAULT_HISTORY_DAYS = 365
 
 
@@ -98,6 +101,7 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self._damaged: CorruptDatabase | None = None
         self._webhook_token: str | None = None
+        self._listening: str | None = None  # the bound listen address, once serving
 
     @property
     def rt(self) -> Runtime:
@@ -153,7 +157,14 @@ class Daemon:
         await self._write_heartbeat(started=True)
         systemd.notify_ready("syncd started; first poll running")
         watchdog = systemd.start_watchdog()
-        log.info("daemon_started", listen=config.webhooks.listen or None, pid=os.getpid())
+        log.info(
+            "daemon_started",
+            version=__version__,
+            config=str(config.source) if config.source else None,
+            database=str(config.database.path),
+            listen=self._listening,
+            pid=os.getpid(),
+        )
         try:
             await signals.event.wait()
         finally:
@@ -258,8 +269,11 @@ class Daemon:
             health=self._health,
             metrics=self.metrics,
             metrics_handler=self._metrics,
+            page=self._page,
         )
         runner, port = await start_receiver(app, webhooks.listen_host, webhooks.listen_port)
+        host = webhooks.listen_host or "0.0.0.0"
+        self._listening = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("webhook_receiver_listening", host=webhooks.listen_host, port=port)
         if not secret and not is_loopback(webhooks.listen_host or ""):
             log.warning(
@@ -333,9 +347,27 @@ class Daemon:
         await self._refresh_budget_view()
         return await self.metrics.handler(request)
 
+    async def _page(self, request: Any) -> Any:
+        """``GET /``: the status page, built on the DB thread from the mirror and health."""
+        _ok, health = self._health()
+        html = await self.rt.store.call(
+            status_page.build,
+            self.config,
+            self.rt.store.store,
+            now=utc_now(),
+            health=health,
+            token=self._webhook_token,
+        )
+        return web.Response(
+            text=html,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY},
+        )
+
     def _health(self) -> tuple[bool, dict]:
         assert self.scheduler is not None
-        ok, details = self.scheduler.health()
+        ok, details = mark_current_error(self.scheduler.health())
         if self.plan is not None:
             details["plan"] = {
                 "poll_interval_seconds": self.plan.poll_interval_seconds,
@@ -408,6 +440,18 @@ class Daemon:
         if self.scheduler is not None:
             beat["jobs"] = self.scheduler.status().get("jobs")
         await self.rt.store.set_setting(HEARTBEAT_SETTING, json.dumps(beat, default=str))
+
+
+def mark_current_error(health: tuple[bool, dict]) -> tuple[bool, dict]:
+    """``/healthz``'s ``(ok, details)`` with ``last_error_current``: whether the last error
+    is still the latest news, i.e. no sync cycle succeeded after it. The error and its time
+    stay in ``last_error``/``last_error_at`` either way."""
+    ok, details = health
+    error_at, success_at = details.get("last_error_at"), details.get("last_success_at")
+    details["last_error_current"] = bool(error_at) and (
+        success_at is None or _parse_ts(success_at) <= _parse_ts(error_at)
+    )
+    return ok, details
 
 
 def is_loopback(host: str) -> bool:

@@ -16,10 +16,16 @@ The metric names are part of the operations contract (``docs/operations.md``)::
     syncd_sync_duration_seconds{kind}          duration of one poll/reconcile/refresh cycle
     syncd_sync_failures_total{kind}            cycles that ended with an error
     syncd_refresh_pending                      push windows waiting for a confirming re-scan
+    syncd_build_info{version,python}           always 1; the running syncd and Python versions
+
+plus the standard ``process_*`` (CPU, memory, open files, start time) and ``python_info``
+collectors. Every labelled counter and histogram starts with its known labels at 0, so a
+rate or an alert works before the first event.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -29,13 +35,44 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 
+from syncd import __version__
 from syncd.records import WindowOutcome
 
 #: The budget windows ``syncd_budget_remaining`` is labelled with.
 BUDGET_WINDOWS = ("second", "minute", "day")
+#: Outcomes of one upstream attempt (``syncd.client.outcome_of``), present at 0 from the start.
+API_OUTCOMES = (
+    "ok",
+    "rate_limited",
+    "server_error",
+    "auth_error",
+    "client_error",
+    "malformed",
+    "transport_error",
+    "error",
+)
+#: Outcomes of a webhook delivery: what applying it did, or why it was not applied.
+WEBHOOK_OUTCOMES = (
+    "inserted",
+    "updated",
+    "revived",
+    "duplicate",
+    "stale",
+    "ignored",
+    "refused",
+    "unavailable",
+    "not_found",
+    "method_not_allowed",
+    "too_large",
+    "unauthorized",
+)
+#: Kinds of sync cycle the daemon runs.
+SYNC_KINDS = ("poll", "reconcile", "refresh")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SYNC_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
@@ -107,8 +144,24 @@ class Metrics:
             "Date windows waiting for a push-triggered confirming re-scan.",
             registry=r,
         )
+        self.build_info = Gauge(
+            "syncd_build_info",
+            "Always 1; labelled with the running syncd and Python versions.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         for window in BUDGET_WINDOWS:
             self.budget_remaining.labels(window=window)
+        for outcome in API_OUTCOMES:
+            self.api_requests.labels(outcome=outcome)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_events.labels(outcome=outcome)
+        for kind in SYNC_KINDS:
+            self.sync_duration.labels(kind=kind)
+            self.sync_failures.labels(kind=kind)
 
     # ---------------------------------------------------------------- updates
 

@@ -17,6 +17,7 @@ Routes (all on the one listener, see ``docs/operations.md``):
   retries); nothing gives 500.
 - ``GET /healthz``: 200 or 503 with the JSON of ``health()``.
 - ``GET /metrics``: Prometheus text.
+- ``GET /``: the status page (HTML, see ``syncd.status_page``), when a ``page`` handler is given.
 
 :func:`start_receiver` bounds what clients can hold: the request line and headers must arrive
 within the header timeout (which also closes idle keep-alive connections), open connections
@@ -390,6 +391,7 @@ def create_receiver_app(
     health: Health,
     metrics: Metrics | None = None,
     metrics_handler: Handler | None = None,
+    page: Handler | None = None,
     parse_event: ParseEvent | None = None,
     verify_signature: VerifySignature | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -404,8 +406,8 @@ def create_receiver_app(
     ``parse_event`` and ``verify_signature`` default to ``syncd.api.parse_webhook_event`` and
     ``syncd.api.verify_signature``; the event kind is read from the body alone (upstream
     documents no event header). ``metrics`` counts outcomes and serves ``/metrics``
-    (``metrics_handler`` overrides the handler). Log lines about refusals of one kind come at
-    most once per ``log_interval`` seconds of ``clock``.
+    (``metrics_handler`` overrides the handler); ``page`` serves ``GET /``. Log lines about
+    refusals of one kind come at most once per ``log_interval`` seconds of ``clock``.
 
     Raises ``ValueError`` for an empty token, a non-positive body cap or body timeout, or
     ``require_signature`` without a secret.
@@ -575,6 +577,8 @@ def create_receiver_app(
     serve_metrics = metrics_handler or (metrics.handler if metrics is not None else None)
     if serve_metrics is not None:
         app.router.add_get("/metrics", serve_metrics)
+    if page is not None:
+        app.router.add_get("/", page, allow_head=True)
     return app
 
 

@@ -21,7 +21,7 @@ def test_each_instance_has_its_own_registry():
     a, b = Metrics(), Metrics()
     a.request("ok")
     assert samples(a)[("syncd_api_requests_total", (("outcome", "ok"),))] == 1
-    assert ("syncd_api_requests_total", (("outcome", "ok"),)) not in samples(b)
+    assert samples(b)[("syncd_api_requests_total", (("outcome", "ok"),))] == 0
 
 
 def test_updates_show_in_the_exposition():
@@ -52,3 +52,29 @@ def test_updates_show_in_the_exposition():
 def test_unknown_budget_window_is_refused():
     with pytest.raises(ValueError):
         Metrics().set_budget_remaining("hour", 1)
+
+
+def test_every_counter_is_present_at_zero_before_any_event():
+    got = samples(Metrics())
+    for outcome in ("ok", "rate_limited", "server_error", "transport_error"):
+        assert got[("syncd_api_requests_total", (("outcome", outcome),))] == 0
+    for outcome in ("inserted", "updated", "duplicate", "refused", "not_found", "unauthorized"):
+        assert got[("syncd_webhook_events_total", (("outcome", outcome),))] == 0
+    for kind in ("poll", "reconcile", "refresh"):
+        assert got[("syncd_sync_failures_total", (("kind", kind),))] == 0
+        assert got[("syncd_sync_duration_seconds_count", (("kind", kind),))] == 0
+    assert got[("syncd_rate_limited_total", ())] == 0
+    assert got[("syncd_entries_upserted_total", ())] == 0
+
+
+def test_build_info_and_the_process_and_platform_collectors_are_exposed():
+    import platform
+
+    from syncd import __version__
+
+    got = samples(Metrics())
+    build = (("python", platform.python_version()), ("version", __version__))
+    assert got[("syncd_build_info", build)] == 1
+    assert got[("process_resident_memory_bytes", ())] > 0
+    assert got[("process_start_time_seconds", ())] > 0
+    assert any(name == "python_info" for name, _labels in got)
