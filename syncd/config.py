@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+import structlog
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -43,6 +44,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from syncd.errors import ConfigError
@@ -187,9 +189,34 @@ class SyncConfig(_Section):
     window_max_entries: int = Field(default=5000, ge=1)
     window_min_days: int = Field(default=1, ge=1)
     window_max_days: int = Field(default=92, ge=1)
-    reconcile_period_days: int = Field(default=7, ge=1)
+    warm_window_days: int = Field(default=62, ge=1)
+    warm_period_minutes: int = Field(default=60, ge=1)
+    reconcile_period_hours: int = Field(default=24, ge=1)
     mass_delete_share: float = Field(default=0.5, gt=0, le=1)
     mass_delete_min: int = Field(default=10, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reconcile_period_days(cls, data: Any) -> Any:
+        # Deprecated: ``reconcile_period_days = N`` is read as ``reconcile_period_hours = 24N``.
+        if not isinstance(data, dict) or "reconcile_period_days" not in data:
+            return data
+        data = dict(data)
+        days = data.pop("reconcile_period_days")
+        if "reconcile_period_hours" in data:
+            raise ValueError(
+                "reconcile_period_days (deprecated) and reconcile_period_hours are both set; "
+                "keep only reconcile_period_hours"
+            )
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise ValueError("reconcile_period_days must be a whole number of days, at least 1")
+        structlog.get_logger("syncd.config").warning(
+            "config_deprecated",
+            key="sync.reconcile_period_days",
+            use=f"sync.reconcile_period_hours = {days * 24}",
+        )
+        data["reconcile_period_hours"] = days * 24
+        return data
 
     @field_validator("history_start", mode="before")
     @classmethod

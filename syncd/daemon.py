@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -413,17 +414,31 @@ class Daemon:
             requests_per_poll=planning.hot_requests_per_poll(max(1, len(workspaces)), running) + 1,
             interval_seconds=config.sync.interval_seconds,
             history_days=history_days,
-            reconcile_period_days=config.sync.reconcile_period_days,
+            reconcile_period_days=config.sync.reconcile_period_hours / 24,
+            warm_days=max(0, config.sync.warm_window_days - config.sync.hot_window_days),
+            warm_period_minutes=config.sync.warm_period_minutes,
+            window_days=_typical_window_days(config, workspaces, history_days),
             # Push refreshes are PUSH priority, which the budget serves from the share the
             # daemon leaves to others; the plan need not reserve them again.
             push_reserve=0,
         )
         assert self.scheduler is not None
         self.scheduler.apply_plan(self.plan)
-        # The sweep's slice per run follows the sweep's actual cadence.
+        # The sweep's slice per run follows the sweep's actual cadence, and the tiers' passes
+        # the periods the plan can pay for.
         engine = self.rt.engine
+        promised = {t.name: t.promised_seconds for t in self.plan.tiers}
         engine.settings = replace(
-            engine.settings, interval_seconds=int(self.plan.reconcile_interval_seconds)
+            engine.settings,
+            interval_seconds=int(self.plan.reconcile_interval_seconds),
+            warm_period_minutes=max(
+                config.sync.warm_period_minutes,
+                math.ceil((promised.get("warm") or 0) / 60),
+            ),
+            reconcile_period_hours=max(
+                config.sync.reconcile_period_hours,
+                math.ceil((promised.get("cold") or 0) / 3600),
+            ),
         )
         await self.rt.store.set_setting(PLAN_SETTING, json.dumps(self.plan.as_dict()))
         for warning in self.plan.warnings:
@@ -440,6 +455,16 @@ class Daemon:
         if self.scheduler is not None:
             beat["jobs"] = self.scheduler.status().get("jobs")
         await self.rt.store.set_setting(HEARTBEAT_SETTING, json.dumps(beat, default=str))
+
+
+def _typical_window_days(config: Config, workspaces: list[dict], history_days: int) -> int:
+    """The days a sweep window spans on average: the window target over the mirror's entries
+    per workspace and day, within ``[window_min_days, window_max_days]``."""
+    s = config.sync
+    live = sum(w.get("live_entries") or 0 for w in workspaces)
+    per_day = live / max(1, len(workspaces)) / max(1, history_days)
+    days = s.window_max_days if per_day == 0 else int(s.window_target_entries / per_day)
+    return max(s.window_min_days, min(s.window_max_days, days))
 
 
 def mark_current_error(health: tuple[bool, dict]) -> tuple[bool, dict]:

@@ -34,6 +34,36 @@ SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True, slots=True)
+class TierPlan:
+    """What the plan promises one verification tier: every window of it is re-verified at
+    least every ``promised_seconds`` (its configured ``period_seconds``, or longer when
+    ``stretched``), for ``per_day`` requests a day over ``windows`` windows."""
+
+    name: str  # hot | warm | cold
+    windows: int
+    period_seconds: float
+    promised_seconds: float | None  # None: the plan cannot afford it at all
+    per_day: float
+    stretched: bool
+
+    def describe(self) -> str:
+        promised = "never" if self.promised_seconds is None else _span(self.promised_seconds)
+        line = f"{self.name}: verified every {promised} ({self.per_day:.0f} req/day"
+        line += f", {self.windows} window(s))"
+        if self.stretched:
+            line += f", stretched from {_span(self.period_seconds)}: the quota cannot pay for it"
+        return line
+
+
+def _span(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """The outcome of :func:`make_plan`; every ``*_per_day`` figure is a request count."""
 
@@ -57,6 +87,7 @@ class Plan:
     push_reserve: int
     fixed_per_day: int
     warnings: tuple[str, ...] = field(default=())
+    tiers: tuple[TierPlan, ...] = field(default=())
 
     @property
     def planned_per_day(self) -> float:
@@ -67,6 +98,16 @@ class Plan:
         """A JSON-ready dict (for ``syncd status --json`` and ``/healthz``)."""
         data = asdict(self)
         data["warnings"] = list(self.warnings)
+        data["tiers"] = {
+            t.name: {
+                "windows": t.windows,
+                "period_seconds": t.period_seconds,
+                "promised_seconds": t.promised_seconds,
+                "requests_per_day": round(t.per_day, 1),
+                "stretched": t.stretched,
+            }
+            for t in self.tiers
+        }
         data["planned_per_day"] = round(self.planned_per_day, 1)
         data["poll_per_day"] = round(self.poll_per_day, 1)
         data["reconcile_per_day"] = round(self.reconcile_per_day, 1)
@@ -94,6 +135,7 @@ class Plan:
             )
         else:
             lines.append("reconcile: nothing to re-verify")
+        lines.extend(f"tier {t.describe()}" for t in self.tiers)
         lines.append(
             f"reserved: push refresh {self.push_reserve}/day, housekeeping "
             f"{self.fixed_per_day}/day; planned total {self.planned_per_day:.0f}/day"
@@ -136,6 +178,8 @@ def make_plan(
     min_reconcile_interval: float = 60.0,
     max_windows_per_slice: int = 10,
     max_poll_interval: float = 3_600.0,
+    warm_days: int = 0,
+    warm_period_minutes: float = 60.0,
 ) -> Plan:
     """Compute the daily plan (see the module docstring for the arithmetic).
 
@@ -174,8 +218,13 @@ def make_plan(
         )
         available = 0
 
-    windows = reconcile_windows(workspaces, history_days, window_days)
-    reconcile_need = windows / reconcile_period_days
+    warm_days = max(0, min(warm_days, history_days))
+    warm_windows = reconcile_windows(workspaces, warm_days, window_days)
+    cold_windows = reconcile_windows(workspaces, history_days - warm_days, window_days)
+    windows = warm_windows + cold_windows
+    warm_need = warm_windows * 1440 / warm_period_minutes
+    cold_need = cold_windows / reconcile_period_days
+    reconcile_need = warm_need + cold_need
     poll_wanted = per_poll * SECONDS_PER_DAY / interval_seconds
 
     # The sweep is guaranteed its share, and may use whatever the poll leaves over.
@@ -216,19 +265,55 @@ def make_plan(
             poll_interval = max_poll_interval
     poll_per_day = per_poll * SECONDS_PER_DAY / poll_interval if per_poll else 0.0
 
+    # Both sweeping tiers stretch by the same factor when the sweep cannot pay for them.
+    stretch = reconcile_need / reconcile_per_day if reconcile_per_day > 0 else math.inf
     if windows == 0:
         achieved: float | None = None
         achievable = True
     elif reconcile_per_day > 0:
-        achieved = windows / reconcile_per_day
-        achievable = achieved <= reconcile_period_days * (1 + 1e-9)
+        achieved = reconcile_period_days * stretch if cold_windows else None
+        achievable = stretch <= 1 + 1e-9
     else:
         achieved = None
         achievable = False
-    if not achievable:
+    if not achievable and not warm_windows:
         warnings.append(
             f"re-verifying {windows} windows every {reconcile_period_days:g} days needs "
             f"{reconcile_need:.0f}/day; the plan affords {reconcile_alloc:.0f}/day"
+        )
+    elif not achievable:
+        warnings.append(
+            f"the warm tier every {warm_period_minutes:g} min and the cold tier every "
+            f"{reconcile_period_days * 24:g} h need {reconcile_need:.0f}/day; the plan affords "
+            f"{reconcile_alloc:.0f}/day, so both are stretched"
+            + (f" {stretch:.1f}x" if math.isfinite(stretch) else " indefinitely")
+        )
+    tiers = [
+        TierPlan(
+            "hot",
+            workspaces,
+            float(interval_seconds),
+            poll_interval,
+            poll_per_day,
+            poll_interval > interval_seconds,
+        )
+    ]
+    for name, count, need, period in (
+        ("warm", warm_windows, warm_need, warm_period_minutes * 60.0),
+        ("cold", cold_windows, cold_need, reconcile_period_days * SECONDS_PER_DAY),
+    ):
+        if count == 0:
+            continue
+        share = reconcile_per_day * need / reconcile_need if reconcile_need else 0.0
+        tiers.append(
+            TierPlan(
+                name,
+                count,
+                period,
+                period * max(1.0, stretch) if math.isfinite(stretch) else None,
+                share,
+                not achievable,
+            )
         )
     return Plan(
         per_day=per_day,
@@ -251,6 +336,7 @@ def make_plan(
         push_reserve=push_reserve,
         fixed_per_day=fixed_per_day,
         warnings=tuple(warnings),
+        tiers=tuple(tiers),
     )
 
 

@@ -214,6 +214,18 @@ class WorkspaceState:
     window_days: int | None = None  # last adaptive window size that fit the response cap
     last_hot_scan_at: str | None = None
     last_reconcile_at: str | None = None
+    # The verification tiers (``syncd.sync``): each sweeps its days downwards from a cursor;
+    # ``*_pass_at`` is when the current pass began and ``*_verified_at`` when the last complete
+    # pass began, so every window of the tier was verified at or after it. The cold tier's
+    # cursor is ``reconcile_before``.
+    warm_before: str | None = None
+    warm_pass_at: str | None = None
+    warm_verified_at: str | None = None
+    cold_pass_at: str | None = None
+    cold_verified_at: str | None = None
+    # ``syncd --once --full`` in progress: its cursor (every date >= it re-verified) and start.
+    full_before: str | None = None
+    full_started_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,10 @@ class MirrorStore(Protocol):
         """The oldest ``date`` of any entry of the workspace, tombstones included."""
         ...
 
+    async def last_scan_covering(self, workspace_id: str, day: str) -> str | None:
+        """When ``day`` of the workspace was last scanned, or None when it never was."""
+        ...
+
     async def count_live_entries(
         self,
         workspace_id: str,

@@ -57,7 +57,9 @@ def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings
         window_max_entries=s.window_max_entries,
         window_min_days=s.window_min_days,
         window_max_days=s.window_max_days,
-        reconcile_period_days=s.reconcile_period_days,
+        warm_window_days=s.warm_window_days,
+        warm_period_minutes=s.warm_period_minutes,
+        reconcile_period_hours=s.reconcile_period_hours,
         mass_delete_share=s.mass_delete_share,
         mass_delete_min=s.mass_delete_min,
         force_delete=force_delete,
@@ -286,8 +288,10 @@ async def recorded_run(runtime: Runtime, kind: str) -> AsyncIterator[RunReport]:
         await asyncio.shield(runtime.store.finish_run(run_id, report))
 
 
-async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
+async def run_once(config: Config, *, force_delete: bool = False, full: bool = False) -> RunReport:
     """One sync cycle (``syncd --once``); SIGTERM/SIGINT stop it after the current window.
+    With ``full`` (``--once --full``), every window of the history is re-verified as well,
+    continuing a ``--full`` that was stopped or killed.
 
     Returns the run's report (``ok`` also when stopped by a signal: every committed window
     is kept). Raises ``ApiError``, ``BudgetExhausted``, ``MassDeleteError``, ``StoreError``
@@ -311,7 +315,10 @@ async def run_once(config: Config, *, force_delete: bool = False) -> RunReport:
             ) as runtime:
                 await check(runtime.store, now=utc_now())
                 async with recorded_run(runtime, "once") as report:
-                    await runtime.engine.run_once(report)
+                    if full:
+                        await runtime.engine.full(report)
+                    else:
+                        await runtime.engine.run_once(report)
         return report
     finally:
         signals.uninstall()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -80,6 +79,9 @@ OPEN_SPLIT_DAYS = 30  # an open-ended range is split this far from its finite en
 EMPTY_SHARE = 0.5  # an answer missing more than this share of a window's live rows is asked again
 EMPTY_MIN = 10  # ... when at least this many are missing (any number for an empty answer)
 PUSH_SKEW = timedelta(minutes=5)  # a push's updatedAt may lead its arrival by this much
+HOT, WARM, COLD = "hot", "warm", "cold"  # the verification tiers, by age
+PASS_MARGIN = 0.02  # a tier's pass aims to end this share of its period early (run jitter)
+TIERS = (WARM, COLD)  # the tiers the reconciliation sweeps (the poll serves the hot one)
 
 _ENTRY_EVENTS = {
     EventKind.TIMER_STARTED,
@@ -101,7 +103,9 @@ class SyncSettings:
     window_max_entries: int = 5000
     window_min_days: int = 1
     window_max_days: int = 92
-    reconcile_period_days: int = 7
+    warm_window_days: int = 62
+    warm_period_minutes: int = 60
+    reconcile_period_hours: int = 24
     mass_delete_share: float = 0.5
     mass_delete_min: int = 10
     force_delete: bool = False
@@ -125,6 +129,17 @@ def _iso(d: date) -> str:
 
 def _day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _later(first: str | None, second: str) -> str:
+    """The later of two timestamps (``first`` may be missing)."""
+    if first is None:
+        return second
+    return max(first, second, key=_parse_time)
 
 
 class SyncEngine:
@@ -168,6 +183,7 @@ class SyncEngine:
         ``MassDeleteError`` from the guard, ``ShutdownRequested`` when asked to stop.
         """
         self._answered.clear()
+        began = format_timestamp(self.clock())
         workspace_ids = await self.refresh_workspaces(report)
         hot_from = self._hot_from()
         await _each(workspace_ids, lambda w: self.scan_hot(w, report))
@@ -184,6 +200,17 @@ class SyncEngine:
             await self.backfill(workspace_id, report)
             if not walks_all:
                 await self.reconcile_slice(workspace_id, report)
+            elif (state := await self.store.workspace_state(workspace_id)).backfill_complete:
+                # every window was verified by this walk: each tier's pass starts now
+                await self.store.save_state(
+                    replace(
+                        state,
+                        warm_verified_at=began,
+                        warm_pass_at=began,
+                        cold_verified_at=began,
+                        cold_pass_at=began,
+                    )
+                )
             await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, history)
@@ -361,40 +388,67 @@ class SyncEngine:
         log.info("backfill_complete", workspace_id=workspace_id, probe_entries=count)
 
     async def reconcile_slice(self, workspace_id: str, report: RunReport) -> None:
-        """Re-scan the next slice of history below the hot window, wrapping around.
-
-        The slice covers ``history_days × interval / reconcile_period`` days (at least one
-        window), so every date is re-verified within the period. Raises what
+        """Re-scan what is due of the warm and cold tiers, the one whose next window is
+        due soonest (or most overdue) first (see :meth:`tier_slice`). Raises what
         :meth:`run_once` raises.
+        """
+        state = await self.store.workspace_state(workspace_id)
+        due: list[tuple[datetime, str]] = []
+        for tier in TIERS:
+            span = self._tier_days(tier, state) if state.backfill_complete else None
+            last = None
+            if span is not None:
+                _size, last = await self._next_window(
+                    workspace_id, self._cursor(tier, state, span), span[0]
+                )
+            since = last or datetime.min.replace(tzinfo=UTC)
+            due.append((since + timedelta(seconds=self._period_seconds(tier)), tier))
+        for _when, tier in sorted(due):
+            await self.tier_slice(workspace_id, tier, report)
+
+    async def tier_slice(self, workspace_id: str, tier: str, report: RunReport) -> None:
+        """Re-scan the tier's due windows, oldest-verified first.
+
+        A tier is swept round-robin towards the past from its cursor, so the window at the
+        cursor is the one verified longest ago. It is due when its last verification plus
+        the tier's period (less ``PASS_MARGIN``) falls before the next run (now plus
+        ``interval_seconds``); due windows are scanned, each as large as the window target
+        allows, until the cursor reaches one that is not. When the cursor passes the tier's
+        oldest day a pass ends (``*_verified_at`` records when it began) and the next one
+        starts from the tier's newest day. Raises what :meth:`run_once` raises.
         """
         state = await self.store.workspace_state(workspace_id)
         if not state.backfill_complete:
             return
-        top = self._hot_from() - timedelta(days=1)  # newest non-hot date
-        bottom = _day(state.oldest_date) if state.oldest_date else None
-        if bottom is None and self.settings.history_start:
-            bottom = _day(self.settings.history_start)
-        if bottom is None:
+        span = self._tier_days(tier, state)
+        if span is None:
+            if tier == COLD:  # no day is cold: probe once a period below the younger tiers
+                warm = self._tier_days(WARM, state)
+                below = warm[0] if warm is not None else self._hot_from()
+                await self._probe_below(workspace_id, state, below, report)
             return
-        if bottom > top:  # all known history is hot: only the probe below it is left
-            await self._probe_below_hot(workspace_id, state, top, report)
-            return
-        history_days = (top - bottom).days + 1
-        period = self.settings.reconcile_period_days * 86400
-        days_left = math.ceil(history_days * self.settings.interval_seconds / period)
-        days_left = max(1, min(history_days, days_left))
-        cursor = _day(state.reconcile_before) if state.reconcile_before else top
-        while days_left > 0:
-            if cursor < bottom or cursor > top:
-                cursor = top  # wrap around: start again from the newest non-hot date
-            size = await self._fitting_window(workspace_id, cursor, bottom, days_left)
+        bottom, top = span
+        now = self.clock()
+        stamp = format_timestamp(now)
+        horizon = now + timedelta(seconds=self.settings.interval_seconds)
+        period = timedelta(seconds=self._period_seconds(tier) * (1 - PASS_MARGIN))
+        cursor = self._cursor(tier, state, span)
+        cursor_field = "reconcile_before" if tier == COLD else "warm_before"
+        wrapped = False
+        while True:
+            size, last = await self._next_window(workspace_id, cursor, bottom)
+            if last is not None and last + period > horizon:
+                return  # the oldest-verified window is not due yet: nothing else is
             start = cursor - timedelta(days=size - 1)
             following = start - timedelta(days=1)
-            state = replace(
-                await self.store.workspace_state(workspace_id),
-                reconcile_before=_iso(following if following >= bottom else top),
-                last_reconcile_at=format_timestamp(self.clock()),
-            )
+            ended = following < bottom
+            state = await self.store.workspace_state(workspace_id)
+            pass_at = getattr(state, f"{tier}_pass_at") or stamp
+            changes: dict[str, str | None] = {f"{tier}_pass_at": pass_at}
+            if ended:  # this window ends the pass: the next one begins now, at the top
+                changes = {f"{tier}_pass_at": stamp, f"{tier}_verified_at": pass_at}
+            changes[cursor_field] = None if ended else _iso(following)
+            state = replace(state, last_reconcile_at=stamp, **changes)  # type: ignore[arg-type]
             await self._scan(
                 workspace_id,
                 _iso(start),
@@ -404,30 +458,169 @@ class SyncEngine:
                 report,
                 state,
             )
-            days_left -= size
             cursor = following
-            if following < bottom and not self.settings.history_start:
-                await self._probe_before(workspace_id, bottom, report)
+            if ended:
+                if tier == COLD and not self.settings.history_start:
+                    await self._probe_before(workspace_id, bottom, report)
+                if wrapped:
+                    return
+                wrapped, cursor = True, top
 
-    async def _probe_below_hot(
-        self, workspace_id: str, state: WorkspaceState, top: date, report: RunReport
-    ) -> None:
-        """Probe once per reconcile period below the hot window when every known entry is
-        hot (a young workspace, or one whose older entries were all deleted): an entry added
-        later with an older date is found there and nowhere else."""
-        if self.settings.history_start is not None:
-            return  # history_start is inside the hot window: nothing older is mirrored
+    async def _next_window(
+        self, workspace_id: str, cursor: date, bottom: date
+    ) -> tuple[int, datetime | None]:
+        """The days of the sweep window ending at ``cursor``, and when the less recently
+        verified of its two ends was last verified (None: never). Both ends are looked at: a
+        day that just left a younger tier was verified there, the window's older days were
+        not. Raises ``StoreError``."""
+        size = await self._fitting_window(workspace_id, cursor, bottom, (cursor - bottom).days + 1)
+        start = cursor - timedelta(days=size - 1)
+        stamps = [
+            await self.store.last_scan_covering(workspace_id, _iso(day)) for day in {cursor, start}
+        ]
+        if any(text is None for text in stamps):
+            return size, None
+        return size, min(_parse_time(text) for text in stamps if text is not None)
+
+    def _cursor(self, tier: str, state: WorkspaceState, span: tuple[date, date]) -> date:
+        """The newest day of the tier's next window (its newest day at the start of a pass)."""
+        text = state.reconcile_before if tier == COLD else state.warm_before
+        cursor = _day(text) if text else span[1]
+        return span[1] if cursor < span[0] or cursor > span[1] else cursor
+
+    def _tier_days(self, tier: str, state: WorkspaceState) -> tuple[date, date] | None:
+        """The days ``(first, last)`` a tier re-verifies; None when it has none.
+
+        The warm tier holds the ``warm_window_days`` before the hot window, the cold tier
+        every known day older than that (all history below the hot window when the warm
+        tier is no wider than the hot one).
+        """
+        top = self._hot_from() - timedelta(days=1)  # newest non-hot date
+        warm_from = self.clock().date() - timedelta(days=self.settings.warm_window_days - 1)
+        bottom = _day(state.oldest_date) if state.oldest_date else None
+        if bottom is None and self.settings.history_start:
+            bottom = _day(self.settings.history_start)
+        if bottom is None:
+            return None
+        if tier == WARM:
+            low = max(bottom, warm_from)
+            return (low, top) if low <= top else None
+        high = min(top, warm_from - timedelta(days=1))
+        return (bottom, high) if bottom <= high else None
+
+    def _period_seconds(self, tier: str) -> float:
+        if tier == WARM:
+            return self.settings.warm_period_minutes * 60.0
+        return self.settings.reconcile_period_hours * 3600.0
+
+    async def verified_ages(self, workspace_id: str) -> dict[str, float | None]:
+        """Per tier, the seconds since its least recently verified window was scanned (None
+        when unknown: before the backfill ends, or a tier with no days).
+
+        A tier's sweep walks round-robin, so its least recently verified window is the one
+        at its cursor (its newest day when a pass has just ended). Raises ``StoreError``.
+        """
         now = self.clock()
-        last = state.last_reconcile_at
+        state = await self.store.workspace_state(workspace_id)
+
+        def age(text: str | None) -> float | None:
+            return None if text is None else max(0.0, (now - _parse_time(text)).total_seconds())
+
+        ages: dict[str, float | None] = {HOT: age(state.last_hot_scan_at)}
+        for tier in TIERS:
+            span = self._tier_days(tier, state) if state.backfill_complete else None
+            if span is None:
+                ages[tier] = None
+                continue
+            _size, last = await self._next_window(
+                workspace_id, self._cursor(tier, state, span), span[0]
+            )
+            ages[tier] = None if last is None else max(0.0, (now - last).total_seconds())
+        return ages
+
+    async def full(self, report: RunReport) -> RunReport:
+        """``syncd --once --full``: a normal run, then every window of every workspace's
+        history re-verified now, newest first.
+
+        The position is committed with every window, so a run that was stopped or killed is
+        continued by the next ``full`` from where it stopped. When a workspace's walk ends,
+        its warm and cold tiers count as verified from the moment the walk began.
+        Raises what :meth:`run_once` raises.
+        """
+        await self.run_once(report)
+        workspace_ids = await self._known_workspaces(report)
+        await _each(workspace_ids, lambda w: self._full_walk(w, report))
+        return report
+
+    async def _full_walk(self, workspace_id: str, report: RunReport) -> None:
+        state = await self.store.workspace_state(workspace_id)
+        span = self._tier_days(COLD, state), self._tier_days(WARM, state)
+        days = [d for d in span if d is not None]
+        stamp = format_timestamp(self.clock())
+        began = state.full_started_at or stamp
+        if days:
+            bottom = min(d[0] for d in days)
+            top = max(d[1] for d in days)
+            cursor = _day(state.full_before) - timedelta(days=1) if state.full_before else top
+            cursor = min(cursor, top)
+            while cursor >= bottom:
+                size = await self._fitting_window(
+                    workspace_id, cursor, bottom, self.settings.window_max_days
+                )
+                start = cursor - timedelta(days=size - 1)
+                state = replace(
+                    await self.store.workspace_state(workspace_id),
+                    full_before=_iso(start),
+                    full_started_at=began,
+                )
+                await self._scan(
+                    workspace_id,
+                    _iso(start),
+                    _iso(cursor),
+                    Source.RECONCILE,
+                    Priority.RECONCILE,
+                    report,
+                    state,
+                )
+                cursor = start - timedelta(days=1)
+            if not self.settings.history_start:
+                await self._probe_before(workspace_id, bottom, report)
+        state = await self.store.workspace_state(workspace_id)
+        await self.store.save_state(
+            replace(
+                state,
+                full_before=None,
+                full_started_at=None,
+                warm_before=None,
+                warm_pass_at=began,
+                warm_verified_at=_later(state.warm_verified_at, began),
+                reconcile_before=None,
+                cold_pass_at=began,
+                cold_verified_at=_later(state.cold_verified_at, began),
+                last_reconcile_at=format_timestamp(self.clock()),
+            )
+        )
+        log.info("full_verification_complete", workspace_id=workspace_id, began=began)
+
+    async def _probe_below(
+        self, workspace_id: str, state: WorkspaceState, below: date, report: RunReport
+    ) -> None:
+        """Probe once per cold period for entries dated before ``below`` when no known day
+        is cold (a young workspace, or one whose older entries were all deleted): an entry
+        added later with an older date is found there and nowhere else."""
+        if self.settings.history_start is not None:
+            return  # history_start is inside the younger tiers: nothing older is mirrored
+        now = self.clock()
+        last = state.cold_verified_at or state.last_reconcile_at
         if last is not None:
-            elapsed = (now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
-            if (
-                elapsed + self.settings.interval_seconds
-                < self.settings.reconcile_period_days * 86400
-            ):
+            elapsed = (now - _parse_time(last)).total_seconds()
+            if elapsed + self.settings.interval_seconds < self._period_seconds(COLD):
                 return  # probed within this period
-        await self.store.save_state(replace(state, last_reconcile_at=format_timestamp(now)))
-        await self._probe_before(workspace_id, top + timedelta(days=1), report)
+        stamp = format_timestamp(now)
+        await self.store.save_state(
+            replace(state, last_reconcile_at=stamp, cold_verified_at=stamp, cold_pass_at=stamp)
+        )
+        await self._probe_before(workspace_id, below, report)
 
     async def _probe_before(self, workspace_id: str, bottom: date, report: RunReport) -> None:
         """Once per sweep, one open-ended scan for entries dated before the known history

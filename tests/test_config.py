@@ -112,7 +112,8 @@ def test_defaults():
     assert config.sync.hot_window_days == 3
     assert (config.sync.window_target_entries, config.sync.window_max_entries) == (1000, 5000)
     assert (config.sync.window_min_days, config.sync.window_max_days) == (1, 92)
-    assert config.sync.reconcile_period_days == 7
+    assert (config.sync.warm_window_days, config.sync.warm_period_minutes) == (62, 60)
+    assert config.sync.reconcile_period_hours == 24
     assert (config.sync.mass_delete_share, config.sync.mass_delete_min) == (0.5, 10)
     assert config.webhooks.listen == ""
     assert config.webhooks.listen_host is None

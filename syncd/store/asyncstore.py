@@ -156,6 +156,9 @@ class AsyncStore:
     async def oldest_entry_date(self, workspace_id: str) -> str | None:
         return await self.call(self._store.oldest_entry_date, workspace_id)
 
+    async def last_scan_covering(self, workspace_id: str, day: str) -> str | None:
+        return await self.call(self._store.last_scan_covering, workspace_id, day)
+
     async def apply_window(self, scan: WindowScan) -> WindowOutcome:
         return await self.call(self._store.apply_window, scan)
 

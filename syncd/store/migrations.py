@@ -560,6 +560,22 @@ SEARCH_FOR_DATASETTE = (
     SEARCH[1],
 )
 
+# The verification tiers: per workspace, the warm sweep's cursor, when each tier's current
+# pass began and when its last complete pass began (every window of the tier verified since),
+# and the cursor and start of a ``syncd --once --full`` in progress, so a killed one resumes.
+VERIFICATION_TIERS = tuple(
+    f"ALTER TABLE sync_state ADD COLUMN {column} TEXT"
+    for column in (
+        "warm_before",
+        "warm_pass_at",
+        "warm_verified_at",
+        "cold_pass_at",
+        "cold_verified_at",
+        "full_before",
+        "full_started_at",
+    )
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -572,6 +588,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0009_webhook_ledger_refusals", WEBHOOK_LEDGER_REFUSALS),
     Migration("0010_rejected_entries", REJECTED_ENTRIES),
     Migration("0011_search_declared_for_datasette", SEARCH_FOR_DATASETTE),
+    Migration("0012_verification_tiers", VERIFICATION_TIERS),
 )
 
 

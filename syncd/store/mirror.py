@@ -84,6 +84,16 @@ PRAGMAS: dict[str, Any] = {
 #: (64 MB): what the background has not copied yet, after which the WAL starts over.
 BACKSTOP_CHECKPOINT_PAGES = 16_000
 REFERENCE_KINDS = tuple(REF_COLUMNS)
+#: The verification tiers' progress, kept in ``sync_state`` (migration 0012).
+TIER_FIELDS = (
+    "warm_before",
+    "warm_pass_at",
+    "warm_verified_at",
+    "cold_pass_at",
+    "cold_verified_at",
+    "full_before",
+    "full_started_at",
+)
 
 _CONTENT_FIELDS = [getattr(m.TimeEntry, c) for c in CONTENT_COLUMNS]
 
@@ -206,6 +216,7 @@ class Store:
             window_days=row.window_days,
             last_hot_scan_at=row.last_hot_scan_at,
             last_reconcile_at=row.last_reconcile_at,
+            **{name: getattr(row, name) for name in TIER_FIELDS},
         )
 
     @_store_call
@@ -223,6 +234,7 @@ class Store:
             "window_days": state.window_days,
             "last_hot_scan_at": state.last_hot_scan_at,
             "last_reconcile_at": state.last_reconcile_at,
+            **{name: getattr(state, name) for name in TIER_FIELDS},
         }
         preserve = [getattr(m.SyncState, k) for k in values if k != "workspace_id"]
         m.SyncState.insert(values).on_conflict(
@@ -234,6 +246,23 @@ class Store:
         """The oldest ``date`` of any entry of the workspace, tombstones included."""
         TE = m.TimeEntry
         return TE.select(fn.MIN(TE.date)).where(TE.workspace_id == workspace_id).scalar()
+
+    @_store_call
+    def last_scan_covering(self, workspace_id: str, day: str) -> str | None:
+        """When ``day`` of the workspace was last verified by a walk (the newest backfill,
+        poll or reconciliation row of ``window_scans`` whose range holds it; a re-scan after
+        a push is left out), or None when it never was."""
+        W = m.WindowScanRow
+        return (
+            W.select(fn.MAX(W.scanned_at))
+            .where(
+                (W.workspace_id == workspace_id)
+                & (W.date_to >= day)
+                & (W.date_from.is_null() | (W.date_from <= day))
+                & (W.source != str(Source.PUSH_RESCAN))
+            )
+            .scalar()
+        )
 
     @_store_call
     def count_live_entries(

@@ -180,6 +180,13 @@ class SyncState(BaseModel):
     window_days = IntegerField(null=True)
     last_hot_scan_at = TextField(null=True)
     last_reconcile_at = TextField(null=True)
+    warm_before = TextField(null=True)
+    warm_pass_at = TextField(null=True)
+    warm_verified_at = TextField(null=True)
+    cold_pass_at = TextField(null=True)
+    cold_verified_at = TextField(null=True)
+    full_before = TextField(null=True)
+    full_started_at = TextField(null=True)
 
     class Meta:
         table_name = "sync_state"

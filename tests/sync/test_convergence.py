@@ -55,7 +55,7 @@ hours = st.integers(min_value=0, max_value=60)
 ENGINE_SETTINGS = SyncSettings(
     hot_window_days=3,
     interval_seconds=6 * 3600,
-    reconcile_period_days=3,
+    reconcile_period_hours=72,
     window_target_entries=10,
     window_max_entries=30,
     window_max_days=92,
@@ -65,7 +65,7 @@ ENGINE_SETTINGS = SyncSettings(
 FULL_SWEEP = SyncSettings(
     hot_window_days=3,
     interval_seconds=86400,
-    reconcile_period_days=1,
+    reconcile_period_hours=24,
     window_target_entries=10,
     window_max_entries=30,
     mass_delete_min=10**9,

@@ -65,11 +65,11 @@ async def test_first_run_mirrors_every_entry_field_by_field(
     assert state.backfill_complete
 
 
-async def test_second_run_without_changes_costs_a_list_a_hot_scan_and_the_reconcile_slice(
+async def test_second_run_without_changes_costs_a_list_and_a_hot_scan(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """With nothing changed upstream, a repeat ``--once`` spends exactly: one workspace list,
-    one hot-window scan per workspace, and the reconciliation slice (one window here)."""
+    and one hot-window scan per workspace: no older window is due for re-verification yet."""
     upstream.add_workspace("ws-2")
     today = clock.today()
     upstream.add_many(days_back(today, *range(0, 60, 3)))
@@ -82,9 +82,9 @@ async def test_second_run_without_changes_costs_a_list_a_hot_scan_and_the_reconc
     clock.advance(minutes=15)
     result = await run_once(engine, clock)
 
-    # 90 days of history x 900 s / 7 days rounds up to a one-day slice: one window each.
-    assert upstream.calls == {"list_workspaces": 1, "find_time_entries": 4}
-    assert upstream.priorities == {Priority.HOT: 3, Priority.RECONCILE: 2}
+    # The backfill verified every window a quarter of an hour ago: no sweep window is due.
+    assert upstream.calls == {"list_workspaces": 1, "find_time_entries": 2}
+    assert upstream.priorities == {Priority.HOT: 3}
     hot = finds(upstream, Priority.HOT)
     assert sorted(f.workspace_id for f in hot) == [WS, "ws-2"]
     assert mirror.live(db_path) == before
@@ -213,7 +213,7 @@ async def test_entry_backdated_after_the_backfill_is_found_by_the_sweep(
     old timesheets) reaches the mirror within one reconciliation period."""
     today = clock.today()
     upstream.add_many(days_back(today, *range(0, 200, 10)))
-    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_days=7)
+    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_hours=168)
     await run_once(engine, clock)
     upstream.add(clock.days_ago(800))
 
@@ -233,12 +233,15 @@ async def test_backdated_entry_is_found_when_every_known_entry_is_hot(
     today = clock.today()
     upstream.add_many(days_back(today, 0, 0, 1))
     engine = make_engine(
-        upstream, store, clock, hot_window_days=3, interval_seconds=86400,
-        reconcile_period_days=7,
+        upstream, store, clock, hot_window_days=3, interval_seconds=3600,
+        reconcile_period_hours=24,
     )  # fmt: skip
     await run_once(engine, clock)  # the backfill, which ends with its own probe below
     assert len(finds(upstream, Priority.RECONCILE)) == 0
     clock.advance(hours=1)
+    await run_once(engine, clock)
+    assert len(finds(upstream, Priority.RECONCILE)) == 0  # the backfill's probe counts
+    clock.advance(hours=22)
     await run_once(engine, clock)
     assert len(finds(upstream, Priority.RECONCILE)) == 1  # the probe below the hot window
     clock.advance(hours=1)
@@ -259,12 +262,12 @@ async def test_reconcile_sweep_reverifies_all_history_within_the_period(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """Run at ``interval_seconds`` cadence, the sweep re-scans every date of history within
-    ``reconcile_period_days``, and no date goes unverified for longer than the period."""
+    ``reconcile_period_hours``, and no date goes unverified for longer than the period."""
     interval, period_days = 3600, 2
     today = clock.today()
     upstream.add_many(days_back(today, *range(0, 365, 9)))
     engine = make_engine(
-        upstream, store, clock, interval_seconds=interval, reconcile_period_days=period_days
+        upstream, store, clock, interval_seconds=interval, reconcile_period_hours=period_days * 24
     )
     await run_once(engine, clock)
     state = await store.workspace_state(WS)
@@ -296,10 +299,10 @@ async def test_silent_old_edit_and_delete_reach_the_mirror_within_the_period(
     upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path
 ) -> None:
     """An edit and a delete of entries from most of a year ago, made without any webhook,
-    show up in the mirror within ``reconcile_period_days`` of daily runs."""
+    show up in the mirror within ``reconcile_period_hours`` of daily runs."""
     today = clock.today()
     entries = upstream.add_many(days_back(today, *range(0, 400, 4)))
-    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_days=5)
+    engine = make_engine(upstream, store, clock, interval_seconds=86400, reconcile_period_hours=120)
     await run_once(engine, clock)
     edited = upstream.edit(entries[80].id, description="fixed typo")
     deleted = upstream.delete(entries[60].id)
