@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -168,6 +170,33 @@ def test_init_without_a_terminal_writes_placeholders_and_never_overwrites(tmp_pa
     assert (tmp_path / "syncd.toml").read_text(encoding="utf-8") == "# mine\n"
 
 
+def test_init_on_a_terminal_asks_for_what_it_was_not_given(tmp_path):
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    with subprocess.Popen(
+        [sys.executable, "-m", "syncd", "init", "--database", "m.sqlite"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=tmp_path,
+        env=env,
+    ) as process:
+        os.close(terminal)
+        os.write(controller, b"secret/api_key\n")
+        assert process.wait(timeout=30) == EXIT_OK
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal is closed and drained
+        while chunk := os.read(controller, 4096):
+            shown += chunk
+    os.close(controller)
+    assert b"File holding the API key" in shown
+    assert b"Mirror database file" not in shown  # given as an option
+    written = (tmp_path / "syncd.toml").read_text(encoding="utf-8")
+    assert f'key_file = "{tmp_path / "secret" / "api_key"}"' in written
+    assert f'path = "{tmp_path / "m.sqlite"}"' in written
+    assert "REPLACE-ME" not in written
+
+
 def test_init_with_options_writes_a_config_that_checks_out(tmp_path):
     (tmp_path / "api_key").write_text("tt_live_0123456789\n", encoding="utf-8")
     (tmp_path / "data").mkdir()
@@ -314,9 +343,12 @@ def _commands(
 
 
 def test_every_option_of_every_command_has_help():
+    from syncd.emulator.command import emulator_command
+
+    everything = [((), cli), *_commands(cli), (("emulator",), emulator_command)]
     missing = [
         f"{' '.join(path) or 'syncd'} {param.opts[0]}"
-        for path, command in [((), cli), *_commands(cli)]
+        for path, command in everything
         for param in command.params
         if isinstance(param, click.Option) and not param.help
     ]

@@ -65,16 +65,48 @@ def _now(ctx, param, value: str | None) -> float | None:
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address only.")
 @click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
-@click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--workspaces", default=3, show_default=True, type=click.IntRange(0))
-@click.option("--entries", default=5000, show_default=True, type=click.IntRange(0))
-@click.option("--days", default=365, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the generated data.")
+@click.option(
+    "--workspaces", default=3, show_default=True, type=click.IntRange(0), help="Seeded workspaces."
+)
+@click.option(
+    "--entries",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Seeded time entries in total (split evenly across workspaces).",
+)
+@click.option(
+    "--days",
+    default=365,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Entries spread over the last N days.",
+)
 @click.option("--api-key", "api_keys", multiple=True, help="Repeatable. Default: demo-key.")
 @click.option("--now", callback=_now, help="Start the clock at this instant (ISO 8601).")
 @click.option("--no-rate-limit", is_flag=True, help="Switch every rate limit off.")
-@click.option("--rate-per-second", default=10, show_default=True, type=click.IntRange(0))
-@click.option("--rate-per-minute", default=100, show_default=True, type=click.IntRange(0))
-@click.option("--rate-per-day", default=10_000, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--rate-per-second",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0),
+    help="At most N accepted requests in any 1 s (0 = no such window).",
+)
+@click.option(
+    "--rate-per-minute",
+    default=100,
+    show_default=True,
+    type=click.IntRange(0),
+    help="At most N in any rolling 60 s (0 = none).",
+)
+@click.option(
+    "--rate-per-day",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="At most N per UTC day (0 = none).",
+)
 @click.option(
     "--rate-scope",
     type=click.Choice(SCOPES),
@@ -94,12 +126,19 @@ def _now(ctx, param, value: str | None) -> float | None:
     callback=_delays,
     help="Seconds between delivery attempts; 'none' for no retries.",
 )
-@click.option("--webhook-timeout", default=10.0, show_default=True, type=float)
+@click.option(
+    "--webhook-timeout",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds per delivery attempt.",
+)
 @click.option(
     "--webhook-scope",
     type=click.Choice(["all-workspaces", "default-workspace"]),
     default="all-workspaces",
     show_default=True,
+    help="default-workspace: a key only hears events from its first workspace.",
 )
 @click.option(
     "--extensions",
@@ -109,33 +148,45 @@ def _now(ctx, param, value: str | None) -> float | None:
     help=f"Comma-separated: {', '.join(sorted(EXTENSIONS))}.",
 )
 @click.option(
-    "--webhook-id-format", type=click.Choice(["wh", "uuid"]), default="wh", show_default=True
+    "--webhook-id-format",
+    type=click.Choice(["wh", "uuid"]),
+    default="wh",
+    show_default=True,
+    help="wh: wh_ and 16 hex digits; uuid: a UUID, and subscribe answers carry the secret.",
 )
 @click.option(
     "--delete-unknown-webhook",
     type=click.Choice(["400", "404", "200"]),
     default="400",
     show_default=True,
+    help="What deleting an unknown webhook answers: 400 or 404 (not found), or 200.",
 )
 @click.option(
     "--delete-webhook-success",
     type=click.Choice(["success", "webhook-id", "204"]),
     default="success",
     show_default=True,
+    help='A delete answers {"success":true}, that plus webhookId, or 204 without a body.',
 )
 @click.option(
     "--tag-create-path",
     type=click.Choice(["triggers", "actions", "both"]),
     default="triggers",
     show_default=True,
+    help="Where tags are created: POST .../triggers/tags, .../actions/tags or both.",
 )
 @click.option("--billable-optional", is_flag=True, help="billable may be omitted (default true).")
-@click.option("--team-member-required", is_flag=True)
+@click.option(
+    "--team-member-required",
+    is_flag=True,
+    help="Time-entry create: team_member_id required instead of optional.",
+)
 @click.option(
     "--date-filter-field",
     type=click.Choice(["date", "created_at"]),
     default="date",
     show_default=True,
+    help="What find's date_after/date_before filter: the entry date or its creation time.",
 )
 @click.option("--lenient-auth", is_flag=True, help="Accept either surface's auth header.")
 @click.option(
