@@ -405,11 +405,13 @@ def run_once(config: Config, *, force_delete: bool, full: bool = False) -> int:
 
 def emit_summary(summary: dict[str, Any], out: TextIO | None = None) -> None:
     """The ``sync_finished`` summary: the command's result, one JSON line on stdout when it is
-    not a terminal (cron, the systemd timer, a pipe); on a terminal, a log line on stderr."""
+    not a terminal (cron, the systemd timer, a pipe); on a terminal, a log line on stderr,
+    without the error text, which the ``syncd: ...`` message that follows says once."""
     out = out if out is not None else sys.stdout
     ok = summary.get("ok", False)
     if _isatty(out):
-        (log.info if ok else log.error)("sync_finished", **summary)
+        fields = {k: v for k, v in summary.items() if ok or k != "error"}
+        (log.info if ok else log.error)("sync_finished", **fields)
         return
     line = {
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),

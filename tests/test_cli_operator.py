@@ -137,6 +137,45 @@ def test_each_retried_attempt_is_logged_once_and_the_failure_printed_once(tmp_pa
     assert (summary["event"], summary["ok"]) == ("sync_finished", False)
 
 
+def on_terminal(*args: str, cwd: Path, answers: bytes = b"") -> tuple[int, str]:
+    """Run syncd with stdin, stdout and stderr on one pseudo-terminal; the exit code and
+    everything it showed."""
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["XDG_CONFIG_HOME"] = str(cwd / "xdg")
+    with subprocess.Popen(
+        [sys.executable, "-m", "syncd", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=cwd,
+        env=env,
+    ) as process:
+        os.close(terminal)
+        if answers:
+            os.write(controller, answers)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal is closed and drained
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+        code = process.wait(timeout=60)
+    os.close(controller)
+    return code, shown.decode("utf-8", "replace")
+
+
+def test_a_failed_once_on_a_terminal_says_its_error_once(tmp_path):
+    write(tmp_path, None)
+    config = tmp_path / "syncd.toml"
+    text = config.read_text().replace('key_file = "key"\n', 'key_file = "key"\nmax_attempts = 1\n')
+    config.write_text(text.replace('format = "json"', 'format = "console"'))
+    code, shown = on_terminal("--once", cwd=tmp_path)
+    assert code == EXIT_FAILED
+    assert "sync_finished" in shown
+    # One log line for the one attempt, one message at the end; the summary names no error.
+    assert shown.count("Connect call failed") == 2
+    assert shown.rstrip().splitlines()[-1].startswith("syncd: cannot reach upstream")
+
+
 # --------------------------------------------------------------------------- init, config places
 
 
@@ -171,26 +210,12 @@ def test_init_without_a_terminal_writes_placeholders_and_never_overwrites(tmp_pa
 
 
 def test_init_on_a_terminal_asks_for_what_it_was_not_given(tmp_path):
-    controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    with subprocess.Popen(
-        [sys.executable, "-m", "syncd", "init", "--database", "m.sqlite"],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=tmp_path,
-        env=env,
-    ) as process:
-        os.close(terminal)
-        os.write(controller, b"secret/api_key\n")
-        assert process.wait(timeout=30) == EXIT_OK
-    shown = b""
-    with contextlib.suppress(OSError):  # EIO once the terminal is closed and drained
-        while chunk := os.read(controller, 4096):
-            shown += chunk
-    os.close(controller)
-    assert b"File holding the API key" in shown
-    assert b"Mirror database file" not in shown  # given as an option
+    code, shown = on_terminal(
+        "init", "--database", "m.sqlite", cwd=tmp_path, answers=b"secret/api_key\n"
+    )
+    assert code == EXIT_OK
+    assert "File holding the API key" in shown
+    assert "Mirror database file" not in shown  # given as an option
     written = (tmp_path / "syncd.toml").read_text(encoding="utf-8")
     assert f'key_file = "{tmp_path / "secret" / "api_key"}"' in written
     assert f'path = "{tmp_path / "m.sqlite"}"' in written
