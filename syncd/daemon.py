@@ -51,6 +51,7 @@ from syncd.store.housekeeping import (
     rewrite_settings,
 )
 from syncd.store.integrity import check, check_if_due
+from syncd.sync import FRESHNESS_SETTING
 from syncd.webhook import (
     HOOK_PREFIX,
     REFUSED_RESCAN_SECONDS,
@@ -231,6 +232,9 @@ class Daemon:
 
     async def _after_cycle(self, report: RunReport) -> None:
         self.metrics.window_applied(report.outcome)
+        self.metrics.set_freshness(
+            json.loads(await self.rt.store.get_setting(FRESHNESS_SETTING) or "{}")
+        )
         await self._refresh_budget_view()
         if self.plan is None or (report.workspaces and report.workspaces != self.plan.workspaces):
             await self._update_plan()
@@ -672,6 +676,7 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
     """
     data = store.status()
     now = utc_now()
+    freshness = json.loads(store.get_setting(FRESHNESS_SETTING) or "{}")
     for workspace in data["workspaces"]:
         # Freshness is how long ago the hot window was last verified (a push re-scan of one
         # day does not make the whole recent past fresh).
@@ -679,6 +684,12 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
         workspace["freshness_lag_seconds"] = (
             round((now - _parse_ts(last)).total_seconds()) if last else None
         )
+        # Per tier, the age of its least recently verified window (None: not known yet).
+        verified = freshness.get(workspace["id"], {})
+        workspace["verified_age_seconds"] = {
+            tier: round((now - _parse_ts(at)).total_seconds()) if at else None
+            for tier, at in verified.items()
+        }
     key = config.api.key
     budget: dict[str, Any] = {}
     if key is not None:

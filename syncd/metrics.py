@@ -16,6 +16,7 @@ The metric names are part of the operations contract (``docs/operations.md``)::
     syncd_sync_duration_seconds{kind}          duration of one poll/reconcile/refresh cycle
     syncd_sync_failures_total{kind}            cycles that ended with an error
     syncd_refresh_pending                      push windows waiting for a confirming re-scan
+    syncd_verified_age_seconds{workspace,tier} age of the least recently verified window
     syncd_build_info{version,python}           always 1; the running syncd and Python versions
 
 plus the standard ``process_*`` (CPU, memory, open files, start time) and ``python_info``
@@ -25,8 +26,11 @@ rate or an alert works before the first event.
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import (
@@ -87,12 +91,19 @@ class Metrics:
     ``prometheus_client`` API.
     """
 
-    def __init__(self, *, budget_source: BudgetSource | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        budget_source: BudgetSource | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         """``budget_source``, when given, is called at every scrape and returns the remaining
         requests per window (``{"second": 9, "minute": 87, "day": 8123}``), so the gauge also
-        reflects requests spent by other processes sharing the key (a cron ``--once``)."""
+        reflects requests spent by other processes sharing the key (a cron ``--once``).
+        ``now`` (epoch seconds) dates the ages of ``syncd_verified_age_seconds``."""
         self.registry = CollectorRegistry(auto_describe=True)
         self._budget_source = budget_source
+        self._now = now
         r = self.registry
         self.api_requests = Counter(
             "syncd_api_requests", "Upstream API requests by outcome.", ["outcome"], registry=r
@@ -144,6 +155,14 @@ class Metrics:
             "Date windows waiting for a push-triggered confirming re-scan.",
             registry=r,
         )
+        self.verified_age = Gauge(
+            "syncd_verified_age_seconds",
+            "Seconds since the least recently verified window of a workspace's tier "
+            "(hot, warm, cold) was scanned.",
+            ["workspace", "tier"],
+            registry=r,
+        )
+        self._verified_at: dict[tuple[str, str], float] = {}
         self.build_info = Gauge(
             "syncd_build_info",
             "Always 1; labelled with the running syncd and Python versions.",
@@ -190,6 +209,25 @@ class Metrics:
         else:
             self.sync_failures.labels(kind=kind).inc()
 
+    def set_verified(self, workspace: str, tier: str, at: float | None) -> None:
+        """When (epoch seconds) a tier's least recently verified window was scanned; the
+        gauge shows its age at every scrape. None removes the series (unknown)."""
+        if at is None:
+            if self._verified_at.pop((workspace, tier), None) is not None:
+                with contextlib.suppress(KeyError):  # not scraped since it was set
+                    self.verified_age.remove(workspace, tier)
+            return
+        self._verified_at[(workspace, tier)] = at
+
+    def set_freshness(self, freshness: Mapping[str, Mapping[str, str | None]]) -> None:
+        """:meth:`set_verified` for every workspace and tier of the engine's ``freshness``
+        setting (ISO timestamps, None when unknown). Raises ``ValueError`` for a malformed
+        timestamp."""
+        for workspace, tiers in freshness.items():
+            for tier, at in tiers.items():
+                moment = None if at is None else datetime.fromisoformat(at.replace("Z", "+00:00"))
+                self.set_verified(workspace, tier, None if moment is None else moment.timestamp())
+
     def webhook(self, outcome: str, seconds: float | None = None) -> None:
         """Count one delivery; ``seconds`` (receipt → applied) for accepted ones."""
         self.webhook_events.labels(outcome=outcome).inc()
@@ -207,6 +245,9 @@ class Metrics:
             for window, remaining in self._budget_source().items():
                 if window in BUDGET_WINDOWS:
                     self.budget_remaining.labels(window=window).set(remaining)
+        now = self._now()
+        for (workspace, tier), at in self._verified_at.items():
+            self.verified_age.labels(workspace=workspace, tier=tier).set(max(0.0, now - at))
         return generate_latest(self.registry)
 
     async def handler(self, request: web.Request) -> web.Response:

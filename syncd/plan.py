@@ -56,7 +56,7 @@ class TierPlan:
 
 
 def _span(seconds: float) -> str:
-    if seconds < 3600:
+    if seconds <= 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -82,6 +83,7 @@ PUSH_SKEW = timedelta(minutes=5)  # a push's updatedAt may lead its arrival by t
 HOT, WARM, COLD = "hot", "warm", "cold"  # the verification tiers, by age
 PASS_MARGIN = 0.02  # a tier's pass aims to end this share of its period early (run jitter)
 TIERS = (WARM, COLD)  # the tiers the reconciliation sweeps (the poll serves the hot one)
+FRESHNESS_SETTING = "freshness"  # per workspace and tier, when it was last all verified
 
 _ENTRY_EVENTS = {
     EventKind.TIMER_STARTED,
@@ -214,6 +216,7 @@ class SyncEngine:
             await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, history)
+        await self.record_freshness()
         return report
 
     async def poll(self, report: RunReport) -> RunReport:
@@ -230,6 +233,7 @@ class SyncEngine:
             await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, rest)
+        await self.record_freshness()
         return report
 
     async def reconcile(self, report: RunReport) -> RunReport:
@@ -245,6 +249,7 @@ class SyncEngine:
             await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, slice_)
+        await self.record_freshness()
         return report
 
     async def refresh_workspaces(self, report: RunReport) -> list[str]:
@@ -513,30 +518,48 @@ class SyncEngine:
             return self.settings.warm_period_minutes * 60.0
         return self.settings.reconcile_period_hours * 3600.0
 
-    async def verified_ages(self, workspace_id: str) -> dict[str, float | None]:
-        """Per tier, the seconds since its least recently verified window was scanned (None
-        when unknown: before the backfill ends, or a tier with no days).
+    async def verified_times(self, workspace_id: str) -> dict[str, datetime | None]:
+        """Per tier, when its least recently verified window was last scanned (None when
+        unknown: before the backfill ends, or a tier with no days).
 
         A tier's sweep walks round-robin, so its least recently verified window is the one
         at its cursor (its newest day when a pass has just ended). Raises ``StoreError``.
         """
-        now = self.clock()
         state = await self.store.workspace_state(workspace_id)
-
-        def age(text: str | None) -> float | None:
-            return None if text is None else max(0.0, (now - _parse_time(text)).total_seconds())
-
-        ages: dict[str, float | None] = {HOT: age(state.last_hot_scan_at)}
+        hot = state.last_hot_scan_at
+        times: dict[str, datetime | None] = {HOT: _parse_time(hot) if hot else None}
         for tier in TIERS:
             span = self._tier_days(tier, state) if state.backfill_complete else None
             if span is None:
-                ages[tier] = None
+                times[tier] = None
                 continue
-            _size, last = await self._next_window(
+            _size, times[tier] = await self._next_window(
                 workspace_id, self._cursor(tier, state, span), span[0]
             )
-            ages[tier] = None if last is None else max(0.0, (now - last).total_seconds())
-        return ages
+        return times
+
+    async def verified_ages(self, workspace_id: str) -> dict[str, float | None]:
+        """Per tier, the seconds since its least recently verified window was last scanned
+        (see :meth:`verified_times`). Raises ``StoreError``."""
+        now = self.clock()
+        return {
+            tier: None if at is None else max(0.0, (now - at).total_seconds())
+            for tier, at in (await self.verified_times(workspace_id)).items()
+        }
+
+    async def record_freshness(self) -> None:
+        """Save every mirrored workspace's :meth:`verified_times` (setting ``freshness``)
+        for ``syncd status`` and ``/metrics``. Raises ``StoreError``."""
+        if not self._workspace_ids:
+            return
+        data = {
+            workspace_id: {
+                tier: None if at is None else format_timestamp(at)
+                for tier, at in (await self.verified_times(workspace_id)).items()
+            }
+            for workspace_id in self._workspace_ids
+        }
+        await self.store.set_setting(FRESHNESS_SETTING, json.dumps(data, sort_keys=True))
 
     async def full(self, report: RunReport) -> RunReport:
         """``syncd --once --full``: a normal run, then every window of every workspace's
@@ -550,6 +573,7 @@ class SyncEngine:
         await self.run_once(report)
         workspace_ids = await self._known_workspaces(report)
         await _each(workspace_ids, lambda w: self._full_walk(w, report))
+        await self.record_freshness()
         return report
 
     async def _full_walk(self, workspace_id: str, report: RunReport) -> None:

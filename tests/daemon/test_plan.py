@@ -160,3 +160,52 @@ def test_helpers_and_validation():
         kwargs = {"workspaces": 1, "interval_seconds": 60, "history_days": 10, **bad}
         with pytest.raises(ValueError):
             make_plan(**kwargs)
+
+
+def test_each_tier_shows_its_staleness_and_its_daily_cost():
+    """3 workspaces, 3 years of history in 14-day windows: the warm tier (59 days) every
+    hour and the rest daily fit the budget, and status says what each costs."""
+    plan = make_plan(
+        workspaces=3,
+        interval_seconds=900,
+        history_days=3 * YEAR,
+        window_days=14,
+        reconcile_period_days=1,
+        warm_days=59,
+        warm_period_minutes=60,
+    )
+    tiers = {t.name: t for t in plan.tiers}
+    assert set(tiers) == {"hot", "warm", "cold"}
+    assert tiers["hot"].promised_seconds == 900
+    assert tiers["warm"].windows == 3 * 5
+    assert tiers["warm"].promised_seconds == 3600
+    assert tiers["cold"].promised_seconds == 86400
+    assert not any(t.stretched for t in plan.tiers)
+    assert tiers["warm"].per_day >= 3 * 5 * 24
+    assert tiers["cold"].windows == 3 * 74
+    assert tiers["cold"].per_day >= 3 * 74
+    assert plan.as_dict()["tiers"]["warm"]["promised_seconds"] == 3600
+    assert any(line.startswith("tier warm: verified every 60 min") for line in plan.describe())
+
+
+def test_tiers_the_quota_cannot_pay_for_are_stretched_never_the_hot_poll():
+    plan = make_plan(
+        per_day=2_000,
+        workspaces=3,
+        interval_seconds=900,
+        history_days=3 * YEAR,
+        window_days=7,
+        reconcile_period_days=1,
+        warm_days=59,
+        warm_period_minutes=15,
+    )
+    tiers = {t.name: t for t in plan.tiers}
+    assert not tiers["hot"].stretched
+    assert plan.poll_interval_seconds == 900
+    assert tiers["warm"].stretched
+    assert tiers["cold"].stretched
+    assert tiers["warm"].promised_seconds > 15 * 60
+    assert tiers["cold"].promised_seconds > 86400
+    assert plan.planned_per_day <= 1_600
+    assert any("both are stretched" in w for w in plan.warnings)
+    assert any("stretched from 15 min" in line for line in plan.describe())

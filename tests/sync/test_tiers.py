@@ -7,16 +7,19 @@ the next run, the warm tier within ``warm_period_minutes``, anything older withi
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import parse_config
 from syncd.errors import ConfigError
+from syncd.metrics import Metrics
 from syncd.records import Priority, RunReport
 from syncd.store import AsyncStore
-from syncd.sync import SyncEngine, SyncSettings
+from syncd.sync import FRESHNESS_SETTING, SyncEngine, SyncSettings
 
 from . import mirror_rows as mirror
 from .fakes import WS, Clock, FakeUpstream, days_back
@@ -152,3 +155,30 @@ def test_the_old_reconcile_period_days_is_read_as_hours_with_a_warning(
     with pytest.raises(ConfigError) as info:
         parse_config("[sync]\nwarm_period_minutes = 0\n", base_dir=tmp_path, env=env)
     assert "warm_period_minutes" in str(info.value)
+
+
+async def test_metrics_show_the_verified_age_of_each_tier(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock
+) -> None:
+    """``syncd_verified_age_seconds{workspace,tier}`` ages with the clock between runs and
+    drops back when a run verifies the tier again."""
+    upstream.add_many(days_back(clock.today(), *range(0, 400, 2)))
+    engine = make_engine(upstream, store, clock)
+    await engine.run_once(report(clock))
+    metrics = Metrics(now=lambda: clock.now.timestamp())
+
+    def ages() -> dict[str, float]:
+        families = text_string_to_metric_families(metrics.render().decode())
+        (family,) = [f for f in families if f.name == "syncd_verified_age_seconds"]
+        return {s.labels["tier"]: s.value for s in family.samples if s.labels["workspace"] == WS}
+
+    metrics.set_freshness(json.loads(await store.get_setting(FRESHNESS_SETTING) or "{}"))
+    assert max(ages().values()) < 5
+    clock.advance(minutes=50)
+    assert 2999 < ages()["warm"] < 3005  # nothing ran: the age grows with the clock
+    await engine.run_once(report(clock))
+    metrics.set_freshness(json.loads(await store.get_setting(FRESHNESS_SETTING) or "{}"))
+    got = ages()
+    assert got["hot"] < 5
+    assert got["warm"] < 5  # due within the next 15 minutes: verified by this run
+    assert 2999 < got["cold"] < 3005  # not due for most of a day
