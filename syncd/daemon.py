@@ -2,8 +2,9 @@
 
 ``Daemon.run`` builds the same :class:`~syncd.service.Runtime` as ``--once`` (one store,
 one session, one budget, one client, one engine) and adds the APScheduler jobs (hot poll,
-reconciliation sweep, push refresh, housekeeping), the aiohttp receiver with ``/healthz``
-and ``/metrics``, the upstream webhook subscription, and systemd notifications. The first
+reconciliation sweep, push refresh, housekeeping), the aiohttp receiver with ``/healthz``,
+``/metrics`` and the status page at ``/``, the upstream webhook subscription, and systemd
+notifications. The first
 SIGTERM/SIGINT stops taking new work, lets the window in flight commit and exits 0.
 """
 

@@ -58,6 +58,9 @@ def page_data(
         workspace["running_timers"] = counts.get(workspace["id"], 0)
         workspace["hot_age"] = ago(workspace.get("last_hot_scan_at"), now)
         workspace["reconcile_age"] = ago(workspace.get("last_reconcile_at"), now)
+        workspace["tiers"] = tier_freshness(
+            workspace.get("verified_age_seconds") or {}, (status.get("plan") or {}).get("tiers")
+        )
         workspace["backfill"] = (
             "complete"
             if workspace.get("backfill_complete")
@@ -173,6 +176,29 @@ def scrub(html: str, secrets: tuple[str, ...]) -> str:
 
 
 # ------------------------------------------------------------------------- words
+
+#: The verification tiers in the order the page lists them, and what each one covers.
+TIERS = {"hot": "recent days", "warm": "recent weeks", "cold": "all history"}
+
+
+def tier_freshness(
+    ages: dict[str, int | None], plan_tiers: dict[str, Any] | None
+) -> list[dict[str, str]]:
+    """Per tier, in words: what it covers, how long ago all of it was last verified and, when
+    the daemon's plan says, how often it is verified."""
+    rows = []
+    for tier in sorted(ages, key=lambda t: (list(TIERS).index(t) if t in TIERS else 99, t)):
+        age = ages[tier]
+        period = ((plan_tiers or {}).get(tier) or {}).get("period_seconds")
+        rows.append(
+            {
+                "tier": tier,
+                "covers": TIERS.get(tier, tier),
+                "verified": "not yet" if age is None else f"{duration(age)} ago",
+                "every": f"every {duration(period)}" if period else "",
+            }
+        )
+    return rows
 
 
 def ago(stamp: str | None, now: datetime) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -253,3 +254,12 @@ def test_an_error_followed_by_a_success_is_kept_but_no_longer_current():
     assert earlier_success["last_error_current"] is True
     _ok, clean = mark_current_error((True, {"last_error": None, "last_error_at": None}))
     assert clean["last_error_current"] is False
+
+
+def test_each_tier_says_how_long_ago_it_was_all_verified(mirror):
+    _path, config, store = mirror
+    two_hours_ago = (NOW - timedelta(hours=2, minutes=5)).isoformat().replace("+00:00", "Z")
+    store.set_setting("freshness", json.dumps({"ws-1": {"hot": None, "warm": two_hours_ago}}))
+    text = _text(status_page.build(config, store, now=NOW))
+    assert "hot (recent days) verified not yet" in text
+    assert re.search(r"warm \(recent weeks\) verified 2 h [56] min ago", text)
