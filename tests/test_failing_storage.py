@@ -92,7 +92,8 @@ def overwrite_pages(path: Path, count: int = 4, seed: int = 1) -> None:
 def assert_named(result: subprocess.CompletedProcess, *phrases: str) -> None:
     """Exit 1 with one ``syncd:`` line naming the cause, and a failed run summary."""
     assert result.returncode == EXIT_FAILED, result.stdout[-2000:] + result.stderr
-    assert result.stderr.startswith("syncd: database: "), result.stderr
+    # After the log (JSON lines), the one message.
+    assert result.stderr.splitlines()[-1].startswith("syncd: database: "), result.stderr
     for phrase in phrases:
         assert phrase in result.stderr
     assert "cannot rollback" not in result.stdout + result.stderr
@@ -146,7 +147,7 @@ def test_the_daemon_refuses_to_start_on_a_damaged_mirror(tmp_path, emulator) -> 
     overwrite_pages(tmp_path / "mirror.sqlite", seed=2)
     daemon = syncd("-c", config, timeout=60)
     assert_named(daemon, "is damaged", "rebuild")
-    assert not events(daemon.stdout, "daemon_started")
+    assert not events(daemon.stderr, "daemon_started")  # the log is on stderr
 
 
 def test_the_daemon_checks_the_mirror_when_it_starts(tmp_path, emulator) -> None:
@@ -159,9 +160,9 @@ def test_the_daemon_checks_the_mirror_when_it_starts(tmp_path, emulator) -> None
         env={k: v for k, v in os.environ.items() if k not in ENV_NAMES},
     )
     try:
-        assert daemon.stdout is not None
+        assert daemon.stderr is not None
         seen = []
-        for line in daemon.stdout:
+        for line in daemon.stderr:  # the log
             seen.append(json.loads(line)["event"])
             if seen[-1] == "daemon_started":
                 break

@@ -233,7 +233,10 @@ class SyncRun:
 
     @classmethod
     def of(cls, args: list[str], code: int, out: str, err: str, duration: float) -> SyncRun:
-        return cls(args, code, out, err, duration, parse_events(out))
+        # stderr holds the log (JSON lines) and the ``syncd: ...`` messages; ``stderr`` keeps
+        # the messages, ``events`` the log and the summary line (stdout).
+        messages = "".join(line for line in err.splitlines(True) if not line.startswith("{"))
+        return cls(args, code, out, messages, duration, parse_events(err) + parse_events(out))
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == name]
