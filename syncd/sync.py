@@ -8,12 +8,19 @@ progress in one transaction), so a kill loses at most the window in flight.
 
 - **Hot window**: the last ``hot_window_days`` days and everything dated after them, plus the
   date of every running timer, re-scanned on every poll.
-- **Backfill**: walks history backwards from the hot window with windows that grow while
-  responses are small and shrink when they are large, until ``history_start`` or until an
-  open-ended probe for everything older comes back (its answer is complete, so it ends the
-  walk either way).
-- **Reconciliation**: re-scans older windows round-robin, a slice per run sized so that all
-  history is re-verified within ``reconcile_period_days`` at ``interval_seconds`` cadence.
+- **Backfill**: walks history backwards from the hot window with windows sized to hold
+  ``_target()`` entries, until ``history_start`` or until an open-ended probe for everything
+  older comes back (its answer is complete, so it ends the walk either way). The target grows
+  while answers come back complete and fast (fewer, larger requests), up to below
+  ``window_max_entries`` and any learned cap or timeout size, and halves on a slow,
+  incomplete or oversized answer.
+- **Reconciliation by age**: the *warm* tier (the last ``warm_window_days``) is re-verified
+  at least every ``warm_period_minutes``, the *cold* tier (all older history) at least every
+  ``reconcile_period_hours``. Each tier is swept round-robin towards the past; every run
+  scans the tier's due windows, the least recently verified first (a window is due when its
+  last verification plus the period falls before the next run, ``interval_seconds`` away).
+- **Full re-verification** (``syncd --once --full``): every window of the history, newest
+  first, its position committed with every window so a killed run is continued.
 - **Push**: a webhook event is recorded in a ledger (dedupe), its entry applied at once, and
   its date queued for a confirming re-scan (``refresh``).
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -79,6 +87,9 @@ MAX_SPLIT_DEPTH = 12  # an answer is verified by halving its range at most this 
 OPEN_SPLIT_DAYS = 30  # an open-ended range is split this far from its finite end
 EMPTY_SHARE = 0.5  # an answer missing more than this share of a window's live rows is asked again
 EMPTY_MIN = 10  # ... when at least this many are missing (any number for an empty answer)
+FAST_SECONDS = 2.0  # a backfill answer faster than this (and near the aim) grows the aim
+SLOW_SECONDS = 10.0  # ... one slower than this halves it
+FULL_SHARE = 0.5  # ... when it held at least this share of the aim
 PUSH_SKEW = timedelta(minutes=5)  # a push's updatedAt may lead its arrival by this much
 HOT, WARM, COLD = "hot", "warm", "cold"  # the verification tiers, by age
 PASS_MARGIN = 0.02  # a tier's pass aims to end this share of its period early (run jitter)
@@ -160,6 +171,7 @@ class SyncEngine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         should_stop: Callable[[], bool] = lambda: False,
         on_window: Callable[[ScanProgress], None] | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.store = store
@@ -167,6 +179,8 @@ class SyncEngine:
         self.clock = clock
         self.should_stop = should_stop
         self.on_window = on_window
+        self.timer = timer  # seconds, for how long an answer took (``_adapt_aim``)
+        self._aim: int | None = None  # the backfill's current target (``_adapt_aim``)
         self._workspace_ids: list[str] | None = None
         self._reading: WindowReading | None = None
         self._answered: set[str] = set()  # workspaces with a non-empty answer this run
@@ -356,9 +370,11 @@ class SyncEngine:
                     backfill_complete=reached_start,
                     oldest_date=history_start if reached_start else state.oldest_date,
                 )
+                asked_at = self.timer()
                 scan = await self._fetch(
                     workspace_id, _iso(start), _iso(last), Source.BACKFILL, Priority.BACKFILL, state
                 )
+                took = self.timer() - asked_at
                 await _finish(committing)
                 # Not awaited here: the next window's request goes out while this commits.
                 committing = asyncio.ensure_future(self._commit(scan, report))
@@ -366,6 +382,7 @@ class SyncEngine:
                 low, high = _iso(start), _iso(last)
                 count = sum(1 for e in scan.entries if low <= e.date <= high)
                 empty_days = empty_days + days if count == 0 else 0
+                self._adapt_aim(count, seconds=took, complete=scan.tombstone_by != "none")
                 size = self._next_size(days, count=count)
         finally:
             await _finish(committing)
@@ -1041,12 +1058,36 @@ class SyncEngine:
         )
 
     def _target(self) -> int:
-        """Entries a window aims at: the configured target, kept below a learned limit."""
-        target = self.settings.window_target_entries
+        """Entries a window aims at: the backfill's grown aim (else the configured target),
+        at most ``window_max_entries``, kept below a learned answer cap or timeout size."""
+        target = min(self._aim or self.settings.window_target_entries, self._ceiling())
+        return max(1, target)
+
+    def _ceiling(self) -> int:
+        """The most entries a window may aim at: below ``window_max_entries`` (memory) and
+        below a learned cap or timeout size."""
+        ceiling = max(
+            self.settings.window_target_entries, int(self.settings.window_max_entries * BELOW_LIMIT)
+        )
         limit = self._reading.answer_limit() if self._reading is not None else None
         if limit:
-            target = max(1, min(target, int(limit * BELOW_LIMIT)))
-        return target
+            ceiling = max(1, min(ceiling, int(limit * BELOW_LIMIT)))
+        return ceiling
+
+    def _adapt_aim(self, count: int, *, seconds: float, complete: bool) -> None:
+        """Grow the backfill's aim towards fewer, larger requests while answers come back
+        complete, fast (under ``FAST_SECONDS``) and near the aim; halve it after a slow
+        (over ``SLOW_SECONDS``), incomplete or oversized one. Requests are what the daily
+        quota and the per-minute limit count, so at the same memory bound fewer is better.
+        """
+        aim = self._aim or self.settings.window_target_entries
+        if not complete or seconds > SLOW_SECONDS or count > self.settings.window_max_entries:
+            aim = max(1, min(aim, self._ceiling()) // 2)
+        elif seconds < FAST_SECONDS and count >= aim * FULL_SHARE:
+            aim = min(aim * 2, self._ceiling())
+        if aim != self._aim:
+            log.debug("window_aim", entries=aim, answer=count, seconds=round(seconds, 3))
+        self._aim = aim
 
     async def _commit(
         self, scan: WindowScan, report: RunReport, *, collect_unresolved: bool = True
@@ -1109,12 +1150,17 @@ class SyncEngine:
         return max(low, min(high, int(days)))
 
     def _next_size(self, days: int, *, count: int) -> int:
-        """The next window size: aim at ``window_target_entries`` per response."""
+        """The next window size: aim at ``_target()`` entries per response. A grown aim
+        counts the day each request reaches past its window on either side, so that the
+        whole answer stays below ``window_max_entries``."""
         target = self._target()
         ratio = MAX_GROWTH if count == 0 else min(MAX_GROWTH, target / count)
         if count > self.settings.window_max_entries:
             ratio = min(ratio, 0.5)
-        return self._clamp_days(max(1.0, days * ratio))
+        size = days * ratio
+        if count and target > self.settings.window_target_entries:
+            size -= 2
+        return self._clamp_days(max(1.0, size))
 
     async def _fitting_window(
         self, workspace_id: str, cursor: date, bottom: date, days: int
