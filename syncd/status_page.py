@@ -125,6 +125,29 @@ def build(
     )
 
 
+def build_from_file(
+    config: Config,
+    *,
+    now: datetime,
+    health: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> str:
+    """:func:`build` on a connection of its own to the mirror at ``database.path``, opened
+    and closed in the calling thread (the daemon runs it off the event loop and off its DB
+    thread, so a page never delays a commit or a budget grant).
+
+    Raises ``NoDatabase`` when there is no mirror (none is created) and ``StoreError`` when it
+    cannot be read.
+    """
+    if not Path(config.database.path).is_file():
+        raise NoDatabase(str(config.database.path))
+    store = Store(config.database.path, migrate=False)
+    try:
+        return build(config, store, now=now, health=health, token=token)
+    finally:
+        store.close()
+
+
 def write(config: Config, path: str | Path, *, now: datetime) -> Path:
     """Write the page for the mirror at ``database.path`` to ``path``, atomically: a reader
     (a web server serving the file) never sees half a page.
@@ -132,13 +155,7 @@ def write(config: Config, path: str | Path, *, now: datetime) -> Path:
     Raises ``NoDatabase`` when there is no mirror (none is created), ``StoreError`` when it
     cannot be read and ``UsageError`` when ``path`` cannot be written.
     """
-    if not Path(config.database.path).is_file():
-        raise NoDatabase(str(config.database.path))
-    store = Store(config.database.path)
-    try:
-        html = build(config, store, now=now)
-    finally:
-        store.close()
+    html = build_from_file(config, now=now)
     target = Path(path)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
