@@ -48,7 +48,8 @@ def log_events(stderr: str) -> list[dict]:
 def emulator() -> Iterator[dict]:
     process = subprocess.Popen(
         [sys.executable, "-m", "syncd", "emulator", "--port", "0", "--seed", "3",
-         "--workspaces", "2", "--entries", "40", "--api-key", "k"],
+         "--workspaces", "2", "--entries", "40", "--api-key", "k",
+         "--no-rate-limit"],  # shared by many runs, each with its own mirror and budget
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
