@@ -409,12 +409,109 @@ class VirtualScheduler:
         return True, {}
 
 
-async def simulate_day(root: Path, *, interval: int, events: int, debounce: float) -> None:
+#: Age bands of the silent changes in the simulated day (days back from the day simulated):
+#: the hot window (3 days), the rest of the warm tier (62 days), and older history.
+TIER_BANDS = {"hot": (0, 2), "warm": (3, 61), "cold": (62, 1094)}
+TIER_TARGETS = {"hot": 15 * 60, "warm": 3600, "cold": 86_400}
+
+
+class SilentChanges:
+    """Edits, deletes and backdated adds made through the emulator's silent control API (no
+    webhook), in turn across the hot, warm and cold ages; each is timed until the mirror
+    shows it."""
+
+    def __init__(self, emu: Emulator, db: Path, day: datetime, rng: random.Random) -> None:
+        self.emu, self.db, self.day, self.rng = emu, db, day, rng
+        self.entries = [
+            e
+            for w in emu.workspace_ids()
+            for e in emu.control("GET", f"/time-entries?workspace_id={w}")
+            if e.get("end_time")
+        ]
+        self.members = {
+            w["id"]: [m["id"] for m in w["members"]] for w in emu.control("GET", "/workspaces")
+        }
+        self.pending: list[tuple[str, str, str, str, float]] = []  # tier, kind, id, value, at
+        self.arrived: dict[str, list[float]] = {tier: [] for tier in TIER_BANDS}
+        self.made = 0
+
+    def _pick(self, tier: str) -> dict[str, Any] | None:
+        low, high = TIER_BANDS[tier]
+        first = (self.day - timedelta(days=high)).date().isoformat()
+        last = (self.day - timedelta(days=low)).date().isoformat()
+        band = [e for e in self.entries if first <= e["start_time"][:10] <= last]
+        return self.rng.choice(band) if band else None
+
+    def make(self, now: float) -> None:
+        tier = list(TIER_BANDS)[self.made % 3]
+        kind = ("edit", "delete", "add")[(self.made // 3) % 3]
+        self.made += 1
+        if kind == "add":
+            low, high = TIER_BANDS[tier]
+            start = self.day - timedelta(days=self.rng.randint(max(low, 1), high), hours=-9)
+            workspace = self.rng.choice(list(self.members))
+            (created,) = self.emu.control(
+                "POST",
+                "/time-entries",
+                [
+                    {
+                        "workspace_id": workspace,
+                        "team_member_id": self.rng.choice(self.members[workspace]),
+                        "start_time": start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        "end_time": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        "description": f"backdated {self.made}",
+                    }
+                ],
+            )
+            self.pending.append((tier, kind, created["id"], "", now))
+            return
+        entry = self._pick(tier)
+        if entry is None:
+            return
+        self.entries.remove(entry)
+        if kind == "edit":
+            text = f"silently fixed {self.made}"
+            self.emu.control("PATCH", f"/time-entries/{entry['id']}", {"description": text})
+            self.pending.append((tier, kind, entry["id"], text, now))
+        else:
+            self.emu.control("DELETE", f"/time-entries/{entry['id']}")
+            self.pending.append((tier, kind, entry["id"], "", now))
+
+    def check(self, now: float) -> None:
+        if not self.pending:
+            return
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+            left = []
+            for tier, kind, entry_id, value, at in self.pending:
+                row = conn.execute(
+                    "SELECT description, deleted_at FROM time_entries WHERE id = ?", (entry_id,)
+                ).fetchone()
+                seen = row is not None and (
+                    (kind == "edit" and row[0] == value)
+                    or (kind == "delete" and row[1] is not None)
+                    or kind == "add"
+                )
+                if seen:
+                    self.arrived[tier].append(now - at)
+                else:
+                    left.append((tier, kind, entry_id, value, at))
+            self.pending = left
+
+
+async def simulate_day(
+    root: Path,
+    *,
+    interval: int,
+    events: int,
+    debounce: float,
+    seed: list[str] | None = None,
+    silent: int = 0,
+) -> None:
     """One UTC day of the daemon's work in virtual time.
 
     - The emulator runs as a subprocess with its documented limits switched on (10/s,
-      100/min, 10,000 per UTC day), seeded with 2 workspaces x 1,000 entries over 200 days,
-      its clock starting at 00:00:05 UTC of a fixed day.
+      100/min, 10,000 per UTC day), seeded with ``seed`` (from ``main``: 3 workspaces x
+      20,000 entries over 3 years), its clock starting at 00:00:05 UTC of a fixed day.
     - The daemon is ``syncd.daemon.Daemon`` with its own job bodies (poll, reconcile, push
       refresh, housekeeping: budget prune, plan, webhook subscription) and its own webhook
       handler, served by the real receiver app on a loopback port that the emulator delivers
@@ -428,6 +525,10 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
       Between jobs the emulator's clock is advanced to the next due time.
     - ``events`` user actions (timer start / stop in turn, in both workspaces) happen at
       random moments between 07:00 and 19:00; each is delivered as a real webhook.
+    - ``silent`` changes (edits, deletes, backdated adds, in turn in the hot, warm and cold
+      ages) are made through the silent control API at random moments between 01:00 and
+      21:00; each is timed until the mirror shows it (checked after every job), and the
+      worst per tier is reported against its period.
     - The mirror starts empty, so the day includes the first backfill.
     """
     import syncd.daemon
@@ -445,11 +546,14 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
     print(
         f"# simulated 24 h (virtual time; emulator rate limits ON: 10/s, 100/min, 10,000/day)"
         f"\n#   sync.interval_seconds={interval}, {events} timer events, debounce {debounce}s"
+        f"\n#   seed {' '.join(seed or SEED_ARGS)}, {silent} silent changes"
     )
     workdir = root / "day"
     workdir.mkdir()
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    emu = Emulator("--now", (day + timedelta(seconds=5)).isoformat(), log=workdir / "emu.log")
+    emu = Emulator(
+        "--now", (day + timedelta(seconds=5)).isoformat(), *(seed or []), log=workdir / "emu.log"
+    )
     port = free_port()
     config = load_config(
         write_config(
@@ -520,6 +624,10 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
     rng = random.Random(3)
     workspaces = emu.workspace_ids()
     actions = sorted(day.timestamp() + rng.uniform(7 * 3600, 19 * 3600) for _ in range(events))
+    changes = SilentChanges(emu, config.database.path, day, random.Random(5)) if silent else None
+    # Silent changes between 01:00 and 21:00, after the first backfill.
+    silent_at = sorted(day.timestamp() + rng.uniform(3600, 21 * 3600) for _ in range(silent))
+    silent_index = 0
     due = {"housekeeping": start, "poll": start, "reconcile": start + interval}
     runs: Counter[str] = Counter()
     failures: Counter[str] = Counter()
@@ -542,10 +650,17 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
                 candidates.append((scheduler.refresh_at - 1e-6, "refresh"))
             if action_index < len(actions):
                 candidates.append((actions[action_index], "action"))
+            if silent_index < len(silent_at):
+                candidates.append((silent_at[silent_index], "silent"))
             when, name = min(candidates)
             if when >= end:
                 break
             await vt.advance(when - vt.now())
+            if name == "silent":
+                assert changes is not None
+                await asyncio.to_thread(changes.make, vt.now())
+                silent_index += 1
+                continue
             if name == "action":
                 workspace = workspaces[action_index % len(workspaces)]
                 path = "/timers/stop" if running[workspace] else "/timers/start"
@@ -564,6 +679,8 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
                 await run("refresh", daemon._refresh(windows))
                 continue
             await run(name, getattr(daemon, f"_{name}")())
+            if changes is not None:
+                changes.check(vt.now())
             if daemon.plan is not None:
                 shape = (
                     daemon.plan.poll_interval_seconds,
@@ -636,6 +753,21 @@ async def simulate_day(root: Path, *, interval: int, events: int, debounce: floa
     )
     out("sim_requests_vs_plan", f"{key_stats['requests'] / plan.planned_per_day:.2f}x")
     out("sim_requests_vs_quota", f"{key_stats['requests'] / 10_000:.1%} of 10,000")
+    out("sim_bytes_sent_upstream_mb", f"{key_stats.get('bytes_sent', 0) / 1e6:.1f}")
+    for line in plan.describe():
+        if line.startswith("tier "):
+            out("sim_plan_" + line.split(":")[0].replace(" ", "_"), line.split(": ", 1)[1])
+    if changes is not None:
+        for tier, ages in changes.arrived.items():
+            late = [c for c in changes.pending if c[0] == tier]
+            worst = max(ages) if ages else None
+            out(
+                f"sim_silent_{tier}_worst_staleness_s",
+                f"{worst:.0f} (target <= {TIER_TARGETS[tier]}; {len(ages)} arrived, "
+                f"{len(late)} still pending at the end)"
+                if worst is not None
+                else f"n/a ({len(late)} pending)",
+            )
     out("sim_rate_limited", key_stats["rate_limited"])
     out("sim_max_in_any_second", key_stats["max_in_any_second"])
     out("sim_max_in_any_minute", key_stats["max_in_any_minute"])
@@ -654,6 +786,10 @@ def main() -> int:
     parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--skip-silent", action="store_true")
     parser.add_argument("--skip-sim", action="store_true")
+    parser.add_argument(
+        "--sim-entries", type=int, default=60_000, help="entries of the simulated account"
+    )
+    parser.add_argument("--sim-silent", type=int, default=60, help="silent changes in the day")
     args, _ = parser.parse_known_args()  # bench/run.py passes its own arguments on
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         root = Path(tmp)
@@ -662,8 +798,16 @@ def main() -> int:
         if not args.skip_silent:
             bench_silent_changes(root, args.silent, args.silent_interval)
         if not args.skip_sim:
+            sim_seed = ["--workspaces", "3", "--entries", str(args.sim_entries), "--days", "1095"]
             asyncio.run(
-                simulate_day(root, interval=args.sim_interval, events=args.sim_events, debounce=2.0)
+                simulate_day(
+                    root,
+                    interval=args.sim_interval,
+                    events=args.sim_events,
+                    debounce=2.0,
+                    seed=sim_seed,
+                    silent=args.sim_silent,
+                )
             )
     return 0
 

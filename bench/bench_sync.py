@@ -6,8 +6,10 @@
    limits allow for that many requests (raw limits and syncd's effective ones), 429s and
    the peak RSS of the sync process.
 2. A second ``syncd --once`` with no upstream change: requests used (expected: the
-   workspace list, one hot-window scan per workspace and the reconciliation slice) and
-   wall time.
+   workspace list, one hot-window scan per workspace and the windows due for
+   re-verification) and wall time.
+3. ``syncd --once --full`` on the same mirror: requests and wall time to re-verify all
+   history.
 
 Both syncd and the emulator run as real processes on a loopback socket. Prints
 ``name: value`` lines. Usage::
@@ -149,12 +151,12 @@ def write_config(directory: Path, emulator: Emulator, key: str = KEY) -> Path:
     return config
 
 
-def run_once(config: Path, log: Path) -> tuple[dict[str, Any], float, int]:
-    """Run ``syncd --once``; returns its summary, wall seconds and peak RSS in bytes."""
+def run_once(config: Path, log: Path, *extra: str) -> tuple[dict[str, Any], float, int]:
+    """Run ``syncd --once [extra]``; returns its summary, wall seconds and peak RSS in bytes."""
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*SYNCD, "-c", str(config), "--once"],
+            [*SYNCD, "-c", str(config), "--once", *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=clean_env(),
@@ -387,6 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"second_wall_seconds: {wall2:.2f}")
         print(f"second_sync_reported_seconds: {again['duration_seconds']:.2f}")
         print(f"second_peak_rss_mb: {rss2 / 2**20:.0f}")
+
+        # Re-verify all history now, as after a clean-up of old entries.
+        time.sleep(61)
+        before_full = len(scans(db))
+        full, wall4, rss4 = run_once(config, work / "full.log", "--full")
+        sources4 = [source for source, _ in scans(db)[before_full:]]
+        per_1000 = full["requests"] / truth * 1000
+        print(f"full_requests: {full['requests']} ({per_1000:.2f} per 1,000 entries)")
+        print(
+            "full_windows_by_source: "
+            + ", ".join(f"{s}={sources4.count(s)}" for s in sorted(set(sources4)))
+        )
+        print(f"full_wall_seconds: {wall4:.1f}")
+        print(f"full_peak_rss_mb: {rss4 / 2**20:.0f}")
 
         # The same backfill into a fresh mirror with a network's round trip added to every
         # request (a delay fault), on a key of its own.

@@ -605,8 +605,9 @@ class SyncEngine:
             cursor = _day(state.full_before) - timedelta(days=1) if state.full_before else top
             cursor = min(cursor, top)
             while cursor >= bottom:
+                # One-off and within the memory bound: the fewest, largest windows.
                 size = await self._fitting_window(
-                    workspace_id, cursor, bottom, self.settings.window_max_days
+                    workspace_id, cursor, bottom, self.settings.window_max_days, self._ceiling()
                 )
                 start = cursor - timedelta(days=size - 1)
                 state = replace(
@@ -1163,11 +1164,12 @@ class SyncEngine:
         return self._clamp_days(max(1.0, size))
 
     async def _fitting_window(
-        self, workspace_id: str, cursor: date, bottom: date, days: int
+        self, workspace_id: str, cursor: date, bottom: date, days: int, target: int | None = None
     ) -> int:
-        """The largest window ending at ``cursor`` (≤ ``days``) holding ≤ target entries."""
+        """The largest window ending at ``cursor`` (≤ ``days``) holding ≤ ``target`` entries
+        (default ``_target()``)."""
         size = max(1, min(days, (cursor - bottom).days + 1, self.settings.window_max_days))
-        target = self._target()
+        target = target or self._target()
         while size > self.settings.window_min_days:
             start = cursor - timedelta(days=size - 1)
             live = await self.store.count_live_entries(workspace_id, _iso(start), _iso(cursor))
