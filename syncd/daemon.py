@@ -30,7 +30,7 @@ from syncd.config import Config, RetentionConfig
 from syncd.errors import CorruptDatabase, InvalidWebhook, SyncdError
 from syncd.log import register_secret
 from syncd.metrics import Metrics
-from syncd.records import EventKind, RunReport, WebhookEvent
+from syncd.records import RunReport, WebhookEvent
 from syncd.scheduler import DaemonScheduler, Intervals
 from syncd.secrets import keep_token, matches_verifier, secret_verifier
 from syncd.service import (
@@ -54,6 +54,7 @@ from syncd.store.housekeeping import (
 from syncd.store.integrity import check, check_if_due
 from syncd.sync import FRESHNESS_SETTING
 from syncd.webhook import (
+    DOCUMENTED_EVENTS,
     HOOK_PREFIX,
     REFUSED_RESCAN_SECONDS,
     Refusal,
@@ -68,14 +69,7 @@ from syncd.window_reading import WindowReading
 
 log = structlog.get_logger("syncd.daemon")
 
-SUBSCRIBED_EVENTS = (
-    EventKind.TIMER_STARTED,
-    EventKind.TIMER_STOPPED,
-    EventKind.MANUAL_TIME_ADDED,
-    EventKind.CLIENT_CREATED,
-    EventKind.PROJECT_CREATED,
-    EventKind.TASK_CREATED,
-)
+SUBSCRIBED_EVENTS = tuple(sorted(DOCUMENTED_EVENTS))  # the documented events, and only those
 #: The mirror setting where older versions kept the webhook token (moved to a file at start).
 TOKEN_SETTING = "webhook_token"
 SUBSCRIPTION_SETTING = "webhook_subscription"

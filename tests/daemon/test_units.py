@@ -62,6 +62,8 @@ def test_daemon_unit():
     )
     assert int(one(unit, "Service", "WatchdogSec")) > 0
     assert one(unit, "Service", "Restart") == "on-failure"
+    # A configuration problem (exit 2: a taken port, a missing directory) is not retried.
+    assert one(unit, "Service", "RestartPreventExitStatus") == "2"
     assert one(unit, "Service", "TimeoutStopSec")
     for key, value in SHARED.items():
         assert one(unit, "Service", key) == value, key
