@@ -7,6 +7,7 @@ the next run, the warm tier within ``warm_period_minutes``, anything older withi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,10 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import parse_config
+from syncd.daemon import describe_status
 from syncd.errors import ConfigError
 from syncd.metrics import Metrics
 from syncd.records import Priority, RunReport
-from syncd.store import AsyncStore
+from syncd.store import AsyncStore, Store
 from syncd.sync import FRESHNESS_SETTING, SyncEngine, SyncSettings
 
 from . import mirror_rows as mirror
@@ -182,3 +184,31 @@ async def test_metrics_show_the_verified_age_of_each_tier(
     assert got["hot"] < 5
     assert got["warm"] < 5  # due within the next 15 minutes: verified by this run
     assert 2999 < got["cold"] < 3005  # not due for most of a day
+
+
+async def test_status_shows_each_tiers_verified_age(
+    upstream: FakeUpstream, store: AsyncStore, clock: Clock, db_path: Path, tmp_path: Path
+) -> None:
+    """``syncd status --json`` data: per workspace and tier the age of its least recently
+    verified window, read from the mirror alone."""
+    upstream.add_many(days_back(clock.today(), *range(0, 400, 2)))
+    engine = make_engine(upstream, store, clock)
+    await engine.run_once(report(clock))
+    config = parse_config(
+        f'[database]\npath = "{db_path}"\n', base_dir=tmp_path, env={"SYNCD_API_KEY": "k"}
+    )
+
+    def status() -> dict:  # in a thread of its own, as the status command runs
+        reader = Store(db_path)
+        try:
+            return describe_status(config, reader)
+        finally:
+            reader.close()
+
+    data = await asyncio.to_thread(status)
+    (workspace,) = data["workspaces"]
+    ages = workspace["verified_age_seconds"]
+    assert set(ages) == {"hot", "warm", "cold"}
+    # the mirror's clock is the injected one; status reads the wall clock
+    assert all(age is not None and age >= 0 for age in ages.values())
+    assert max(ages.values()) - min(ages.values()) < 5
