@@ -21,8 +21,9 @@ from .harness import (
     write_config,
 )
 
-#: One run's reconciliation slice covers all of history: slice = history × interval / period.
-FULL_SWEEP = {"reconcile_period_days": 1, "interval_seconds": 86400}
+#: One run re-verifies all of history: every window is due within a day and, with no warm
+#: tier beyond the hot window, the sweep walks all history in windows of up to 92 days.
+FULL_SWEEP = {"reconcile_period_hours": 24, "warm_window_days": 3, "interval_seconds": 86400}
 
 TRICKY_TEXT = [
     "Café crème – naïve façade",  # precomposed accents
@@ -121,9 +122,9 @@ def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator):
 def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
     """Silent edits, deletes, moves and new entries; the second run converges.
 
-    The config sets ``reconcile_period_days = 1`` and ``interval_seconds = 86400`` so one
-    run's reconciliation slice covers all history (slice = history × interval / period);
-    with the defaults an old-window change is only found by the sweep within a week.
+    The config (``FULL_SWEEP``) makes every window due at every run, so one run
+    re-verifies all history; with the defaults an old-window change is found by the sweep
+    within a day (within an hour in the last 62 days).
     """
     emulator = start_emulator(
         "--seed", "11", "--workspaces", "2", "--entries", "600", "--days", "200",
