@@ -437,7 +437,8 @@ class SyncEngine:
         ``interval_seconds``); due windows are scanned, each as large as the window target
         allows, until the cursor reaches one that is not. When the cursor passes the tier's
         oldest day a pass ends (``*_verified_at`` records when it began) and the next one
-        starts from the tier's newest day. Raises what :meth:`run_once` raises.
+        starts from the tier's newest day, going on down to where this run began (no day is
+        scanned twice in one run). Raises what :meth:`run_once` raises.
         """
         state = await self.store.workspace_state(workspace_id)
         if not state.backfill_complete:
@@ -456,9 +457,10 @@ class SyncEngine:
         period = timedelta(seconds=self._period_seconds(tier) * (1 - PASS_MARGIN))
         cursor = self._cursor(tier, state, span)
         cursor_field = "reconcile_before" if tier == COLD else "warm_before"
-        wrapped = False
-        while True:
-            size, last = await self._next_window(workspace_id, cursor, bottom)
+        floor = bottom  # after a pass ends: the day above where this run began
+        began = cursor
+        while cursor >= floor:
+            size, last = await self._next_window(workspace_id, cursor, floor)
             if last is not None and last + period > horizon:
                 return  # the oldest-verified window is not due yet: nothing else is
             start = cursor - timedelta(days=size - 1)
@@ -481,12 +483,10 @@ class SyncEngine:
                 state,
             )
             cursor = following
-            if ended:
+            if ended:  # the next pass goes on, as far as where this run began
                 if tier == COLD and not self.settings.history_start:
                     await self._probe_before(workspace_id, bottom, report)
-                if wrapped:
-                    return
-                wrapped, cursor = True, top
+                floor, cursor = began + timedelta(days=1), top
 
     async def _next_window(
         self, workspace_id: str, cursor: date, bottom: date
