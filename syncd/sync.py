@@ -914,6 +914,9 @@ class SyncEngine:
         if any(e.id not in mine for e in parts):
             await self._learn_cap(sent_count(entries), workspace_id, ask_from, ask_to, len(parts))
             return parts, complete
+        # Read again: the halves' answers (and other workspaces meanwhile) may have taught
+        # something; a reading read before them must not overwrite it.
+        reading = await self._current_reading()
         if complete and reading.cap is None and len(entries) > reading.verified_up_to:
             self._reading = replace(reading, verified_up_to=len(entries))
             await self.store.set_setting(READING_SETTING, self._reading.to_json())

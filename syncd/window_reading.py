@@ -13,8 +13,8 @@ be capped. syncd stays exact under every reading:
   of both at once means upstream filters on neither: scans then tombstone nothing and runs fail.
 - **Caps** are learned when an answer of suspicious size (a cap seen before, or a round number
   of 100 or more) turns out, split in two, to have held fewer entries than its halves. One
-  shown complete that way proves there is no cap up to its size, so later answers up to that
-  size are trusted without a check.
+  shown complete that way proves any cap is at least its size, so later, smaller answers are
+  trusted without a check (one of exactly that size is still checked).
 - **Timeouts** (a 504 or a timed-out find) teach the largest answer size known to time out.
 """
 
@@ -67,7 +67,7 @@ class WindowReading:
     conflict_evidence: Evidence | None = None  # evidence against the proven field
     cap: int | None = None  # answers hold at most this many entries
     cap_evidence: str | None = None
-    verified_up_to: int = 0  # the largest answer shown complete by splitting (no cap below)
+    verified_up_to: int = 0  # the largest answer shown complete by splitting (any cap >= it)
     timeout_above: int | None = None  # answers of about this many entries timed out
     timeout_evidence: str | None = None
 
@@ -90,8 +90,10 @@ class WindowReading:
         """Whether an answer of ``count`` entries may have been cut off by a cap."""
         if self.cap is not None and count >= self.cap:
             return True
-        if count <= self.verified_up_to:
-            return False  # an answer this large was complete: no cap cuts this one
+        if count < self.verified_up_to:
+            # An answer of ``verified_up_to`` entries was complete, so any cap is at least
+            # that: a smaller answer was not cut (one of exactly that size still may be).
+            return False
         return count >= SUSPICIOUS_ROUND and count % SUSPICIOUS_ROUND == 0
 
     def describe(self) -> dict[str, Any]:
