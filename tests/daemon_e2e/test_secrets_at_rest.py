@@ -34,7 +34,7 @@ def start_verbose(daemon) -> None:
     daemon.runs += 1
     log = open(daemon.workdir / f"daemon-{daemon.runs}.log", "wb")  # noqa: SIM115
     daemon.proc = subprocess.Popen(
-        daemon.command("-v", "run"), stdout=log, stderr=subprocess.STDOUT
+        daemon.command("-v", "--log-sql", "run"), stdout=log, stderr=subprocess.STDOUT
     )
     wait_for(daemon._listening, 30, what="the daemon's listener")
     daemon.wait_job("poll", timeout=30)
