@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import pytest
 
 from .conftest import API_KEY, mirror_differences, wait_for
 
@@ -20,11 +21,25 @@ def _row(daemon, entry_id):
     return rows[0] if rows else None
 
 
+DELIVERY_STYLES = {
+    "as documented": ((), {}),
+    # Deliveries without any X-Timetracker-* header or signature, as text/plain: what the docs
+    # leave open. With a secret configured, an unsigned delivery is still accepted.
+    "bare text/plain": (("--webhook-headers", "none", "--webhook-content-type", "text/plain"), {}),
+    "bare, secret set": (
+        ("--webhook-headers", "none"),
+        {"webhooks": {"secret": "s3cret-for-signing"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("style", list(DELIVERY_STYLES))
 def test_timer_start_and_stop_reach_the_mirror_through_the_webhook(
-    emulator_factory, daemon_factory
+    emulator_factory, daemon_factory, style
 ):
-    emu = emulator_factory()
-    daemon = daemon_factory(emu).start()
+    switches, overrides = DELIVERY_STYLES[style]
+    emu = emulator_factory(*switches)
+    daemon = daemon_factory(emu, overrides=overrides).start()
     url = daemon.hook_url
     wait_for(
         lambda: any(s["status"] == "ACTIVE" for s in emu.subscriptions(url)),
