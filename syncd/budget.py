@@ -282,7 +282,7 @@ class RateBudget:
                     if late > sql.LATE_GRANT and given_back < GIVE_BACKS:
                         given_back += 1
                         self.late_grants += 1
-                        log.debug("budget.late_grant", late=round(late, 3), priority=priority.name)
+                        log.debug("budget_late_grant", late=round(late, 3), priority=priority.name)
                         give_back = decision.grant_id
                         await self._turns.enter(priority)
                         held = True
@@ -452,5 +452,5 @@ class RateBudget:
         try:
             return await self._run(sql.prune, self._db, self.key_id, self._clock())
         except Exception as exc:  # pruning is housekeeping; the next attempt will retry
-            log.warning("budget.prune_failed", key_id=self.key_id, error=str(exc))
+            log.warning("budget_prune_failed", key_id=self.key_id, error=str(exc))
             return 0

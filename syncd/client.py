@@ -13,8 +13,8 @@ budget, and parses the body with :mod:`syncd.api`. Retries run through stamina:
 Attempts are bounded by ``RetryPolicy.max_attempts`` and ``total_timeout``; then the last
 error is raised. A failure never turns into an empty result.
 
-Each failed attempt is logged once, here (``api.attempt_failed``, ``api.rate_limited`` or
-``api.transport_error``, with its attempt number); stamina's own retry logging and
+Each failed attempt is logged once, here (``api_attempt_failed``, ``api_rate_limited`` or
+``api_transport_error``, with its attempt number); stamina's own retry logging and
 instrumentation are switched off, so no attempt is logged twice.
 """
 
@@ -331,7 +331,7 @@ class HttpClient:
                 raise  # the caller splits the window and says so
             # Each attempt was logged; the caller reports the failure itself.
             log.debug(
-                "api.gave_up",
+                "api_gave_up",
                 method=request.method,
                 url=_where(request.url),
                 attempts=attempt_no,
@@ -384,7 +384,7 @@ class HttpClient:
             )
         except ApiError as exc:
             log.warning(
-                "api.attempt_failed",
+                "api_attempt_failed",
                 method=request.method,
                 url=_where(request.url),
                 status=status,
@@ -411,7 +411,7 @@ class HttpClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(exc, request)
             log.warning(
-                "api.transport_error",
+                "api_transport_error",
                 method=request.method,
                 url=_where(request.url),
                 attempt=attempt_no,
@@ -428,7 +428,7 @@ class HttpClient:
         assert isinstance(error, RateLimited)
         await self._budget.defer(error.retry_after)
         log.warning(
-            "api.rate_limited",
+            "api_rate_limited",
             method=request.method,
             url=_where(request.url),
             retry_after=error.retry_after,

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import socket
 import subprocess
 import sys
@@ -127,8 +128,10 @@ def test_each_retried_attempt_is_logged_once_and_the_failure_printed_once(tmp_pa
     result = syncd("--once", cwd=tmp_path)
     assert result.returncode == EXIT_FAILED
     events = log_events(result.stderr)
-    attempts = [e["attempt"] for e in events if e["event"] == "api.transport_error"]
+    attempts = [e["attempt"] for e in events if e["event"] == "api_transport_error"]
     assert attempts == [1, 2, 3]
+    # one naming style for every event: lower-case words joined by underscores
+    assert all(re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", e["event"]) for e in events), events
     assert not [e for e in events if e["logger"].startswith("stamina")]
     assert [e["level"] for e in events if e["level"] in ("warning", "error")] == ["warning"] * 3
     printed = [line for line in result.stderr.splitlines() if not line.startswith("{")]
