@@ -70,6 +70,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CHUNK = 500  # rows per insert_many statement (well below SQLite's bound-variable limit)
+WAL_SIZE_LIMIT = 8 * 2**20  # bytes of WAL file kept once a checkpoint has copied it
 PRAGMAS: dict[str, Any] = {
     "journal_mode": "wal",
     "synchronous": "normal",
@@ -79,6 +80,9 @@ PRAGMAS: dict[str, Any] = {
     # Checkpoint the WAL every ~32 MB instead of every ~4 MB: a backfill commits thousands of
     # rows per window, and each checkpoint is an fsync of the database.
     "wal_autocheckpoint": 8000,
+    # Once a checkpoint has copied the WAL, the next write starts it over and cuts the file
+    # back to this size: a backfill's WAL does not stay on disk for the daemon's lifetime.
+    "journal_size_limit": WAL_SIZE_LIMIT,
 }
 #: With checkpoints in the background, the writer checkpoints only past this many WAL pages
 #: (64 MB): what the background has not copied yet, after which the WAL starts over.
