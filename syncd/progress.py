@@ -62,6 +62,7 @@ class SyncProgress:
         self._last_429: float | None = None
         self._wait: tuple[str, float] | None = None  # (what for, until clock time)
         self._live: Any = None
+        self._started = clock()
 
     def __enter__(self) -> SyncProgress:
         if self.enabled:
@@ -155,7 +156,11 @@ class SyncProgress:
             return f"{covered}, older left (its start is found at the end)"
         whole = (newest - start).days + 1
         done = (newest - ws.covered_from).days + 1
-        return f"{covered} ({share(done, whole)}), {start}..{ws.covered_from} left"
+        left = f"{start}..{ws.covered_from} left"
+        elapsed = self._clock() - self._started
+        if 0 < done < whole and elapsed >= 1:  # the days left at the pace so far
+            left += f", about {duration(elapsed * (whole - done) / done)} to go"
+        return f"{covered} ({share(done, whole)}), {left}"
 
     def _renderable(self) -> Any:
         from rich.text import Text

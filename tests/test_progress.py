@@ -41,6 +41,15 @@ def test_history_covered_and_left_as_dates_and_a_share() -> None:
     ]
 
 
+def test_the_time_left_follows_the_pace_so_far() -> None:
+    clock = Clock()
+    progress = SyncProgress(enabled=False, history_start=date(2026, 1, 1), clock=clock)
+    clock.now += 30  # 30 s for the newest half of the history ...
+    progress.window(backfill("2026-06-16", "2026-11-30", 900))
+    (line, _footer) = progress.lines()
+    assert line.endswith("left, about 30 s to go, 900 entries"), line  # ... 30 s for the rest
+
+
 def test_without_a_known_start_the_share_waits_for_the_end_and_the_open_window_is_named() -> None:
     progress = SyncProgress(enabled=False)
     progress.window(backfill("2026-07-01", "2026-11-19", 10))
