@@ -62,3 +62,16 @@ async def test_a_mirror_indexed_by_an_older_syncd_is_searchable_after_upgrade(
     assert ids == ["a"]
     with Store(path) as store:
         assert [r["id"] for r in store.search("invoice")] == ["a"]
+
+
+async def test_datasette_facets_a_report_view(tmp_path: Path) -> None:
+    """A report view can be faceted in Datasette (the hours of a project, week by week)."""
+    path = tmp_path / "mirror.sqlite"
+    _mirror(path)
+    ds = datasette_app.Datasette([str(path)])
+    got = await ds.client.get(
+        "/mirror/hours_per_week_per_project.json?_facet=project_name&_shape=objects"
+    )
+    assert got.status_code == 200, got.text
+    facet = got.json()["facet_results"]["project_name"]
+    assert [(v["value"], v["count"]) for v in facet["results"]] == [("Apollo", 1)]
