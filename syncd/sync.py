@@ -2,9 +2,15 @@
 
 Upstream documents no "changed since" listing and no delete events, so freshness comes from
 re-scanning date windows: a complete scan of ``[date_from, date_to]`` upserts what it sees
-(``updated_at`` wins) and tombstones what the mirror holds in that range but upstream no
-longer returns. Every window is committed on its own (rows, tombstones, scan record and
-progress in one transaction), so a kill loses at most the window in flight.
+(``updated_at`` wins, except over a pushed row: a scan is the truth) and tombstones what the
+mirror holds in that range but upstream no longer returns. Every window is committed on its
+own (rows, tombstones, scan record and progress in one transaction), so a kill loses at most
+the window in flight.
+
+What a window's answer means is learned, not assumed (:mod:`syncd.window_reading`): every
+request reaches a day past its window on each side, a scan tombstones only what every reading
+still possible puts in its window, an answer of suspicious size is verified by splitting it,
+a timed-out one is split, and an answer that lost most of its window is asked again wider.
 
 - **Hot window**: the last ``hot_window_days`` days and everything dated after them, plus the
   date of every running timer, re-scanned on every poll.
@@ -21,8 +27,10 @@ progress in one transaction), so a kill loses at most the window in flight.
   last verification plus the period falls before the next run, ``interval_seconds`` away).
 - **Full re-verification** (``syncd --once --full``): every window of the history, newest
   first, its position committed with every window so a killed run is continued.
-- **Push**: a webhook event is recorded in a ledger (dedupe), its entry applied at once, and
-  its date queued for a confirming re-scan (``refresh``).
+- **Push**: a webhook event is recorded in a ledger (dedupe), its entry applied at once as
+  provisional (its ``updated_at`` held to its arrival), and its date (and, unless the window
+  field is proven to be the date, its creation day) queued for a confirming re-scan
+  (``refresh``) that overrides it. Deletion events write nothing.
 
 This module talks only to the :mod:`syncd.seams` protocols; it imports neither aiohttp
 nor peewee.
