@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import peewee
 
-from syncd.store.integrity import storage_error
+from syncd.store.failures import storage_error
 
 SECOND = 1.0
 #: The span the per-second cap is counted over: a second plus the time a request may take

@@ -1,12 +1,6 @@
 """Failing storage made loud: integrity checks, errors named by their cause, rebuilds.
 
-* :func:`storage_error` turns a SQLite failure into the ``StoreError`` that names its cause:
-  ``CorruptDatabase`` (SQLITE_CORRUPT, SQLITE_NOTADB), ``DiskFull`` (SQLITE_FULL),
-  ``ReadOnlyDatabase`` (SQLITE_READONLY, or a file SQLite cannot open because its directory
-  or file system is read-only) and ``StorageIOError`` (SQLITE_IOERR). When a commit fails,
-  SQLite may already have rolled the transaction back, and the rollback that follows fails
-  with "cannot rollback - no transaction is active": the error is named after the failed
-  commit, never after that rollback.
+* SQLite failures are named by their cause in :mod:`syncd.store.failures`.
 * :func:`quick_check` runs ``PRAGMA quick_check`` on a connection of its own (a WAL reader:
   it never blocks the writer). The daemon checks at start and then whenever the last passed
   check is more than :data:`CHECK_EVERY` old (:func:`check_if_due`, from its hourly
@@ -33,14 +27,12 @@ import structlog
 
 from syncd.errors import (
     CorruptDatabase,
-    DiskFull,
     NoDatabase,
-    ReadOnlyDatabase,
-    StorageIOError,
     StoreError,
     UsageError,
 )
 from syncd.records import format_timestamp
+from syncd.store.failures import storage_error
 
 if TYPE_CHECKING:
     from syncd.store.asyncstore import AsyncStore
@@ -58,83 +50,6 @@ SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 #: Every connection to a WAL database holds a shared lock on this byte of the ``-shm`` file
 #: while it is open (SQLite's "DMS" lock; see the WAL-index format in SQLite's docs).
 _SHM_DMS_BYTE = 128
-
-_PRIMARY = {
-    sqlite3.SQLITE_CORRUPT: CorruptDatabase,
-    sqlite3.SQLITE_NOTADB: CorruptDatabase,
-    sqlite3.SQLITE_FULL: DiskFull,
-    sqlite3.SQLITE_READONLY: ReadOnlyDatabase,
-    sqlite3.SQLITE_IOERR: StorageIOError,
-}
-# Python's sqlite3 sets ``sqlite_errorcode`` on the errors it raises; these messages are
-# SQLite's own texts for the same codes, for errors that reach us without it.
-_BY_MESSAGE = (
-    ("database disk image is malformed", CorruptDatabase),
-    ("file is not a database", CorruptDatabase),
-    ("database or disk is full", DiskFull),
-    ("readonly database", ReadOnlyDatabase),
-    ("disk i/o error", StorageIOError),
-)
-_MASKING = ("no transaction is active",)
-
-
-def storage_error(exc: BaseException, where: str, path: str | Path | None = None) -> StoreError:
-    """The ``StoreError`` naming the cause of the SQLite failure ``exc``.
-
-    ``where`` names what failed (e.g. "mirror database /var/lib/syncd/mirror.sqlite");
-    ``path``, when given, lets a file SQLite could not open be explained (read-only
-    directory or file system, missing directory). Errors other than the named kinds become
-    a plain ``StoreError`` carrying SQLite's message.
-    """
-    cause = _original(exc)
-    detail = str(cause)
-    code = _code(cause)
-    kind = _PRIMARY.get(code & 0xFF) if code is not None else None
-    if kind is None:
-        lowered = detail.lower()
-        kind = next((k for text, k in _BY_MESSAGE if text in lowered), None)
-    if kind is None and code is not None and code & 0xFF == sqlite3.SQLITE_CANTOPEN:
-        return _cannot_open(where, detail, path)
-    if kind is None:
-        return StoreError(f"{where}: {detail}")
-    return kind(where, detail)
-
-
-def _original(exc: BaseException) -> BaseException:
-    """The failure behind ``exc``: a failed rollback after a failed commit reports the
-    commit's error (SQLite had rolled the transaction back already)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if not any(text in str(current) for text in _MASKING):
-            return getattr(current, "orig", None) or current
-        current = current.__cause__ or current.__context__
-    return getattr(exc, "orig", None) or exc
-
-
-def _code(exc: BaseException) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code if isinstance(code, int) else None
-
-
-def _cannot_open(where: str, detail: str, path: str | Path | None) -> StoreError:
-    if path is None:
-        return StoreError(f"{where}: {detail}")
-    directory = Path(path).resolve().parent
-    if not directory.is_dir():
-        return StoreError(f"{where}: {detail} (the directory {directory} does not exist)")
-    if _read_only_file_system(directory) or not os.access(directory, os.W_OK):
-        return ReadOnlyDatabase(where, f"{detail}: cannot write in {directory}")
-    return StoreError(f"{where}: {detail}")
-
-
-def _read_only_file_system(directory: Path) -> bool:
-    try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
 
 # ---------------------------------------------------------------------------- checks
 

@@ -49,8 +49,8 @@ from syncd.records import (
 from syncd.store import migrations, quarantine, reports
 from syncd.store import models as m
 from syncd.store.checkpoint import Checkpointer
+from syncd.store.failures import storage_error
 from syncd.store.filemodes import create_mirror_file
-from syncd.store.integrity import storage_error
 from syncd.store.rows import (
     CONTENT_COLUMNS,
     Row,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from syncd.errors import NoDatabase, QueryTimeout, StorageError, UsageError
 from syncd.store import reports
-from syncd.store.integrity import storage_error
+from syncd.store.failures import storage_error
 
 T = TypeVar("T")
 
