@@ -22,6 +22,7 @@ import click
 import pytest
 import structlog
 from click.testing import CliRunner
+from emulator_process import emulator_process
 from structlog.testing import capture_logs
 
 from syncd.cli import (
@@ -625,20 +626,8 @@ needs_service = pytest.mark.skipif(
 
 @pytest.fixture
 def emulator():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "emulator", "--port", "0", "--seed", "1",
-         "--workspaces", "1", "--entries", "50", "--api-key", "k"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready = json.loads(process.stdout.readline())
-        assert ready["event"] == "emulator_ready"
+    with emulator_process("--seed", "1", "--workspaces", "1", "--entries", "50") as ready:
         yield ready
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def emulator_config(tmp_path: Path, ready: dict, key: str = "k") -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 import pytest
+from emulator_process import emulator_process
 
 from syncd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli
 from syncd.config import load_config
@@ -47,21 +48,11 @@ def log_events(stderr: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[dict]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "emulator", "--port", "0", "--seed", "3",
-         "--workspaces", "2", "--entries", "40", "--api-key", "k",
-         "--no-rate-limit"],  # shared by many runs, each with its own mirror and budget
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready = json.loads(process.stdout.readline())
-        assert ready["event"] == "emulator_ready"
+    # shared by many runs, each with its own mirror and budget: no rate limits
+    with emulator_process(
+        "--seed", "3", "--workspaces", "2", "--entries", "40", "--no-rate-limit"
+    ) as ready:  # fmt: skip
         yield ready
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def write(directory: Path, ready: dict | None, extra: str = "", name: str = "syncd.toml") -> Path:

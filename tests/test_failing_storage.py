@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from emulator_process import emulator_process
 
 from syncd.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -52,20 +53,10 @@ def events(stdout: str, name: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[dict]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "emulator", "--port", "0", "--seed", "3",
-         "--workspaces", "1", "--entries", "400", "--api-key", "k", "--no-rate-limit"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        ready = json.loads(process.stdout.readline())
-        assert ready["event"] == "emulator_ready"
+    with emulator_process(
+        "--seed", "3", "--workspaces", "1", "--entries", "400", "--no-rate-limit"
+    ) as ready:  # fmt: skip
         yield ready
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def write_config(directory: Path, emulator: dict, database: Path | str) -> Path:
