@@ -531,17 +531,17 @@ async def simulate_day(
       worst per tier is reported against its period.
     - The mirror starts empty, so the day includes the first backfill.
     """
-    import syncd.daemon
+    import syncd.daemon.runner
     from syncd.budget import BudgetLimits, RateBudget, key_id_for
     from syncd.client import HttpClient, RetryPolicy
     from syncd.config import load_config
-    from syncd.daemon import Daemon
+    from syncd.daemon.runner import Daemon
+    from syncd.daemon.webhook import create_receiver_app, start_receiver
     from syncd.log import configure_logging
     from syncd.records import Priority
     from syncd.service import Runtime, sync_settings
     from syncd.store import AsyncStore
     from syncd.sync import SyncEngine
-    from syncd.webhook import create_receiver_app, start_receiver
 
     print(
         f"# simulated 24 h (virtual time; emulator rate limits ON: 10/s, 100/min, 10,000/day)"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from syncd.render import plain_table
+from syncd.cli.render import plain_table
 
 DEMO_DIR = Path("demo")
 #: The emulator's clock starts here: same seed and instant, same data.

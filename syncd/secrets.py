@@ -152,3 +152,11 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+_TOKEN_IN_PATH = re.compile(r"(/hooks/)[^/?#]+")
+
+
+def redact_path(path: str) -> str:
+    """``path`` with the webhook token replaced, for logs (the token is a credential)."""
+    return _TOKEN_IN_PATH.sub(r"\1<token>", path)

@@ -4,7 +4,7 @@ One process holds one :class:`Runtime`: one mirror store (with its DB thread), o
 ``aiohttp.ClientSession``, one persisted rate budget for the key, one HTTP client and one
 sync engine. ``run_once`` and ``run_daemon`` build it the same way and tear it down the same
 way; the daemon adds the scheduler, the webhook receiver and systemd notifications
-(``syncd.daemon``).
+(``syncd.daemon.runner``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -26,10 +25,9 @@ from syncd import __version__
 from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
-from syncd.errors import NoDatabase, ShutdownRequested, StoreError
-from syncd.progress import SyncProgress
+from syncd.errors import ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
-from syncd.store import AsyncStore, Store
+from syncd.store import AsyncStore
 from syncd.store.integrity import check
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
@@ -288,7 +286,23 @@ async def recorded_run(runtime: Runtime, kind: str) -> AsyncIterator[RunReport]:
         await asyncio.shield(runtime.store.finish_run(run_id, report))
 
 
-async def run_once(config: Config, *, force_delete: bool = False, full: bool = False) -> RunReport:
+@dataclass(frozen=True)
+class RunWatchers:
+    """What a caller watches a one-shot run with (the CLI's terminal progress): the engine's
+    ``on_window``, the client's ``on_outcome`` and a wrapper of the budget's sleep."""
+
+    on_window: Callable[[ScanProgress], None] | None = None
+    on_outcome: Callable[[str], None] | None = None
+    wrap_sleep: Callable[[Sleep], Sleep] | None = None
+
+
+async def run_once(
+    config: Config,
+    *,
+    force_delete: bool = False,
+    full: bool = False,
+    watchers: RunWatchers = RunWatchers(),
+) -> RunReport:
     """One sync cycle (``syncd --once``); SIGTERM/SIGINT stop it after the current window.
     With ``full`` (``--once --full``), every window of the history is re-verified as well,
     continuing a ``--full`` that was stopped or killed.
@@ -301,62 +315,22 @@ async def run_once(config: Config, *, force_delete: bool = False, full: bool = F
     signals = StopSignals()
     signals.install()
     try:
-        start = config.sync.history_start
-        with SyncProgress(history_start=date.fromisoformat(start) if start else None) as progress:
-            async with open_runtime(
-                config,
-                shares=ONCE_SHARES,
-                stop=signals.event,
-                force_delete=force_delete,
-                should_stop=lambda: signals.requested,
-                on_window=progress.window,
-                on_outcome=progress.outcome,
-                wrap_sleep=progress.budget_sleep,
-            ) as runtime:
-                await check(runtime.store, now=utc_now())
-                async with recorded_run(runtime, "once") as report:
-                    if full:
-                        await runtime.engine.full(report)
-                    else:
-                        await runtime.engine.run_once(report)
+        async with open_runtime(
+            config,
+            shares=ONCE_SHARES,
+            stop=signals.event,
+            force_delete=force_delete,
+            should_stop=lambda: signals.requested,
+            on_window=watchers.on_window,
+            on_outcome=watchers.on_outcome,
+            wrap_sleep=watchers.wrap_sleep,
+        ) as runtime:
+            await check(runtime.store, now=utc_now())
+            async with recorded_run(runtime, "once") as report:
+                if full:
+                    await runtime.engine.full(report)
+                else:
+                    await runtime.engine.run_once(report)
         return report
     finally:
         signals.uninstall()
-
-
-async def run_daemon(config: Config) -> None:
-    """Run the long-lived service until SIGTERM/SIGINT (see ``syncd.daemon``).
-
-    Raises ``ConfigError``, ``StoreError`` or ``OSError`` (listen address) on start-up.
-    """
-    from syncd.daemon import Daemon
-
-    await Daemon(config).run()
-
-
-def status(config: Config) -> dict[str, Any]:
-    """What ``syncd status`` shows, read from the mirror (works while the daemon runs).
-
-    Raises ``NoDatabase`` when there is no mirror (none is created), ``StoreError`` when
-    the database cannot be opened.
-    """
-    from syncd.daemon import describe_status
-
-    if not Path(config.database.path).is_file():
-        raise NoDatabase(str(config.database.path))
-    store = Store(config.database.path)
-    try:
-        return describe_status(config, store)
-    finally:
-        store.close()
-
-
-async def remove_webhooks(config: Config) -> int:
-    """Delete this installation's webhook subscriptions upstream; returns how many.
-
-    Raises ``ApiError`` or ``BudgetExhausted``.
-    """
-    from syncd.daemon import remove_subscriptions
-
-    async with open_runtime(config) as runtime:
-        return await remove_subscriptions(runtime)

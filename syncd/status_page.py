@@ -1,7 +1,7 @@
 """The status page: one self-contained HTML document about the mirror and the daemon.
 
 Served at ``GET /`` on the daemon's listener and written by ``syncd status --html FILE``.
-It is built from :func:`syncd.daemon.describe_status` plus a few read-only queries
+It is built from :func:`syncd.status.describe_status` plus a few read-only queries
 (``syncd.store.pagequeries``) and rendered with the Jinja2 templates in
 ``syncd/templates/``: inline CSS and SVG, no script, no external resource. It never shows a
 secret: the API key, the webhook secret and the webhook token are masked in the finished
@@ -22,6 +22,7 @@ import markupsafe
 from syncd import __version__
 from syncd.config import Config
 from syncd.errors import NoDatabase, UsageError
+from syncd.status import describe_status
 from syncd.store import Store
 from syncd.store import pagequeries as q
 
@@ -50,8 +51,6 @@ def page_data(
 ) -> dict[str, Any]:
     """Everything the page shows, JSON-ready. ``health`` is the daemon's ``/healthz`` body
     (None when the page is written outside the daemon). Raises ``StoreError``."""
-    from syncd.daemon import describe_status
-
     status = describe_status(config, store)
     counts, timers = q.running_timers(store, LIST_LIMIT)
     for workspace in status["workspaces"]:

@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from syncd.progress import SyncProgress
+from syncd.cli.progress import SyncProgress
 from syncd.records import Source
 from syncd.sync import ScanProgress
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from syncd.cli.render import ago, count, duration, every, hours, status_text
 from syncd.records import Source, TimeEntry, WindowScan, Workspace
-from syncd.render import ago, count, duration, every, hours, status_text
 from syncd.store import Store
 
 ACME = ("c-1", "Acme")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from syncd.config import parse_config
+from syncd.daemon.webhook import new_token
 from syncd.errors import StoreError
 from syncd.secrets import keep_token, matches_verifier, read_token, secret_verifier
-from syncd.webhook import new_token
 
 
 @pytest.fixture

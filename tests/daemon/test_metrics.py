@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.metrics import Metrics
+from syncd.daemon.metrics import Metrics
 from syncd.records import WindowOutcome
 
 

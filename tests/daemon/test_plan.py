@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from syncd.plan import hot_requests_per_poll, make_plan, reconcile_windows
+from syncd.daemon.plan import hot_requests_per_poll, make_plan, reconcile_windows
 
 YEAR = 365
 

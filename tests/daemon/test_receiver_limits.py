@@ -16,7 +16,7 @@ import time
 import aiohttp
 import pytest
 
-from syncd.webhook import (
+from syncd.daemon.webhook import (
     MIN_CONNECTIONS,
     RESERVED_FDS,
     ConnectionGuard,
@@ -239,7 +239,7 @@ SERVE_UNDER_A_FULL_FILE_TABLE = textwrap.dedent(
     """
     import asyncio, os, sys
     from syncd.log import configure_logging
-    from syncd.webhook import create_receiver_app, start_receiver
+    from syncd.daemon.webhook import create_receiver_app, start_receiver
 
     async def main():
         configure_logging("info", "json")

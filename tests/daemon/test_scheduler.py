@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.metrics import Metrics
-from syncd.plan import make_plan
-from syncd.scheduler import DaemonScheduler, Intervals, PriorityLock
+from syncd.daemon.metrics import Metrics
+from syncd.daemon.plan import make_plan
+from syncd.daemon.scheduler import DaemonScheduler, Intervals, PriorityLock
 
 LONG = 3600.0
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from syncd import systemd
+from syncd.daemon import systemd
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from syncd import status_page
 from syncd.budget import Priority
 from syncd.config import parse_config
-from syncd.daemon import mark_current_error
+from syncd.daemon.runner import mark_current_error
 from syncd.records import (
     EventKind,
     RunReport,

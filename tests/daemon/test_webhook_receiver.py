@@ -10,10 +10,8 @@ import time
 
 import pytest
 
-from syncd.errors import InvalidWebhook, StoreError
-from syncd.metrics import Metrics
-from syncd.records import EventKind, WebhookEvent
-from syncd.webhook import (
+from syncd.daemon.metrics import Metrics
+from syncd.daemon.webhook import (
     LEDGER_BODY_BYTES,
     Refusal,
     create_receiver_app,
@@ -24,6 +22,8 @@ from syncd.webhook import (
     start_receiver,
     webhook_url,
 )
+from syncd.errors import InvalidWebhook, StoreError
+from syncd.records import EventKind, WebhookEvent
 
 TOKEN = "t0ken-abcdefghijklmnopqrstuvwxyz0123456789"
 SECRET = "s3cret"

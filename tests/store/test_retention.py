@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncd.config import RetentionConfig
-from syncd.daemon import RETENTION_SETTING, prune_if_due
+from syncd.daemon.runner import RETENTION_SETTING, prune_if_due
 from syncd.records import EventKind, Ref, WebhookEvent, format_timestamp
 from syncd.store import AsyncStore
 

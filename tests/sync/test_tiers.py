@@ -16,10 +16,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import parse_config
-from syncd.daemon import describe_status
+from syncd.daemon.metrics import Metrics
 from syncd.errors import ConfigError
-from syncd.metrics import Metrics
 from syncd.records import Priority, RunReport
+from syncd.status import describe_status
 from syncd.store import AsyncStore, Store
 from syncd.sync import FRESHNESS_SETTING, SyncEngine, SyncSettings
 

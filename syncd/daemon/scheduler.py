@@ -40,8 +40,8 @@ from syncd.errors import ShutdownRequested
 from syncd.records import Priority
 
 if TYPE_CHECKING:
-    from syncd.metrics import Metrics
-    from syncd.plan import Plan
+    from syncd.daemon.metrics import Metrics
+    from syncd.daemon.plan import Plan
 
 log = structlog.get_logger("syncd.scheduler")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TextIO
 
+from syncd.cli.render import count, duration, share
 from syncd.records import Source
-from syncd.render import count, duration, share
 from syncd.sync import ScanProgress
 
 #: A budget wait shorter than this is the per-second pacing, not worth a line.

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -302,10 +302,10 @@ def run(state: CliState, once: bool, force_delete: bool, full: bool) -> None:
         if code:
             raise click.exceptions.Exit(code)
         return
-    from syncd import service
+    from syncd.daemon.runner import run_daemon
 
     try:
-        asyncio.run(service.run_daemon(config))
+        asyncio.run(run_daemon(config))
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) and config.webhooks.listen:
             raise listen_address_error(config, exc) from exc
@@ -381,10 +381,20 @@ def run_once(config: Config, *, force_delete: bool, full: bool = False) -> int:
     Raises whatever ``service.run_once`` raises (after emitting the summary).
     """
     from syncd import service
+    from syncd.cli.progress import SyncProgress
 
     started = time.monotonic()
+    start = config.sync.history_start
     try:
-        report = asyncio.run(service.run_once(config, force_delete=force_delete, full=full))
+        with SyncProgress(history_start=date.fromisoformat(start) if start else None) as progress:
+            watchers = service.RunWatchers(
+                on_window=progress.window,
+                on_outcome=progress.outcome,
+                wrap_sleep=progress.budget_sleep,
+            )
+            report = asyncio.run(
+                service.run_once(config, force_delete=force_delete, full=full, watchers=watchers)
+            )
     except (SyncdError, KeyboardInterrupt) as exc:
         emit_summary(
             {
@@ -653,7 +663,9 @@ def status(state: CliState, as_json: bool, html_path: str | None) -> None:
 
         status_page.write(config, html_path, now=service.utc_now())
         return
-    data = service.status(config)
+    from syncd.status import status as read_status
+
+    data = read_status(config)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
@@ -801,7 +813,7 @@ def report_hours(
             workspace_id,
         )
     if fmt is None:
-        from syncd.render import print_report
+        from syncd.cli.render import print_report
 
         print_report(columns, rows, sys.stdout)
     else:
@@ -853,9 +865,9 @@ def webhooks() -> None:
 def webhooks_remove(state: CliState) -> None:
     """Delete syncd's webhook subscription upstream (for example before uninstalling)."""
     config = state.load_config()
-    from syncd import service
+    from syncd.daemon.subscriptions import remove_webhooks
 
-    removed = asyncio.run(service.remove_webhooks(config))
+    removed = asyncio.run(remove_webhooks(config))
     log.info("webhooks_removed", count=removed)
     click.echo(f"removed {removed} webhook subscription{'s' if removed != 1 else ''}")
 
@@ -949,8 +961,8 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
 
 
 def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
-    """Render ``service.status`` for people (see ``syncd.render``)."""
-    from syncd.render import print_status as render_status
+    """Render ``syncd.status.status`` for people (see ``syncd.cli.render``)."""
+    from syncd.cli.render import print_status as render_status
 
     render_status(data, out if out is not None else sys.stdout)
 

@@ -50,9 +50,10 @@ from aiohttp.abc import AbstractAccessLogger
 
 from syncd.errors import InvalidWebhook, StoreError
 from syncd.records import EventKind, WebhookEvent
+from syncd.secrets import redact_path
 
 if TYPE_CHECKING:
-    from syncd.metrics import Metrics
+    from syncd.daemon.metrics import Metrics
 
 log = structlog.get_logger("syncd.webhook")
 
@@ -119,7 +120,6 @@ VerifySignature = Callable[[str, bytes, str | None], bool]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _READ_CHUNK = 64 * 1024
-_TOKEN_IN_PATH = re.compile(r"(/hooks/)[^/?#]+")
 _JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BUSY = (
@@ -215,11 +215,6 @@ def webhook_url(public_url: str, token: str) -> str:
     if "?" in base or "#" in base:
         raise ValueError("public_url must not carry a query or fragment")
     return base.rstrip("/") + HOOK_PREFIX + token
-
-
-def redact_path(path: str) -> str:
-    """``path`` with the webhook token replaced, for logs (the token is a credential)."""
-    return _TOKEN_IN_PATH.sub(r"\1<token>", path)
 
 
 def _default_parse_event() -> ParseEvent:

@@ -17,67 +17,62 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from syncd import __version__, status_page, systemd
-from syncd import plan as planning
+from syncd import __version__, status_page
 from syncd.budget import BudgetLimits
 from syncd.config import Config, RetentionConfig
+from syncd.daemon import plan as planning
+from syncd.daemon import systemd
+from syncd.daemon.metrics import Metrics
+from syncd.daemon.scheduler import DaemonScheduler, Intervals
+from syncd.daemon.subscriptions import (
+    SUBSCRIBED_EVENTS,
+    ensure_subscription,
+    move_secrets_out_of_mirror,
+)
+from syncd.daemon.webhook import (
+    REFUSED_RESCAN_SECONDS,
+    Refusal,
+    create_receiver_app,
+    new_token,
+    start_receiver,
+    webhook_url,
+)
 from syncd.errors import CorruptDatabase, InvalidWebhook, SyncdError
 from syncd.log import register_secret
-from syncd.metrics import Metrics
 from syncd.records import RunReport, WebhookEvent
-from syncd.scheduler import DaemonScheduler, Intervals
-from syncd.secrets import keep_token, matches_verifier, secret_verifier
+from syncd.secrets import keep_token
 from syncd.service import (
     Runtime,
     StopSignals,
-    budget_for,
     open_runtime,
     recorded_run,
     timestamp,
     utc_now,
 )
-from syncd.store import AsyncStore, Store
+from syncd.status import HEARTBEAT_SETTING, PLAN_SETTING, parse_timestamp
+from syncd.store import AsyncStore
 from syncd.store.housekeeping import (
     PRUNE_CHUNK,
     SCAN_SPAN,
     delete_expired,
     expired_rows,
     last_rowid,
-    rewrite_settings,
 )
 from syncd.store.integrity import check, check_if_due
 from syncd.sync import FRESHNESS_SETTING
-from syncd.webhook import (
-    DOCUMENTED_EVENTS,
-    HOOK_PREFIX,
-    REFUSED_RESCAN_SECONDS,
-    Refusal,
-    create_receiver_app,
-    new_token,
-    redact_path,
-    start_receiver,
-    webhook_url,
-)
-from syncd.window_reading import SETTING as READING_SETTING
-from syncd.window_reading import WindowReading
 
 log = structlog.get_logger("syncd.daemon")
 
-SUBSCRIBED_EVENTS = tuple(sorted(DOCUMENTED_EVENTS))  # the documented events, and only those
 #: The mirror setting where older versions kept the webhook token (moved to a file at start).
-TOKEN_SETTING = "webhook_token"
-SUBSCRIPTION_SETTING = "webhook_subscription"
 RETENTION_SETTING = "retention_pruned_at"
 #: The webhook ledger and old tombstones are pruned once per this interval.
 PRUNE_INTERVAL = timedelta(days=1)
-PLAN_SETTING = "daemon_plan"
-HEARTBEAT_SETTING = "daemon_heartbeat"
 STOP_WAIT_SECONDS = 60.0
 #: The status page loads nothing and runs no script; its CSS is inline.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -474,7 +469,7 @@ def mark_current_error(health: tuple[bool, dict]) -> tuple[bool, dict]:
     ok, details = health
     error_at, success_at = details.get("last_error_at"), details.get("last_success_at")
     details["last_error_current"] = bool(error_at) and (
-        success_at is None or _parse_ts(success_at) <= _parse_ts(error_at)
+        success_at is None or parse_timestamp(success_at) <= parse_timestamp(error_at)
     )
     return ok, details
 
@@ -489,146 +484,6 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve to any interface
 
 
-def hook_base(url: str) -> str | None:
-    """The public URL a subscribed ``url`` was made from (what precedes ``/hooks/<token>``),
-    or None when ``url`` is not of that shape."""
-    base, sep, token = url.rpartition(HOOK_PREFIX)
-    if not sep or not base or not token or any(c in token for c in "/?#"):
-        return None
-    return base
-
-
-def _redacted_record(raw: str | None) -> str | None:
-    """A stored subscription record without secrets: the URL's token hidden, the unsalted
-    secret digest of older versions dropped (``raw`` itself when there is nothing to drop)."""
-    if raw is None:
-        return None
-    record = json.loads(raw)
-    cleaned = dict(record)
-    if isinstance(cleaned.get("url"), str):
-        cleaned["url"] = redact_path(cleaned["url"])
-    cleaned.pop("secret_digest", None)
-    return raw if cleaned == record else json.dumps(cleaned)
-
-
-async def move_secrets_out_of_mirror(store: AsyncStore, config: Config) -> bool:
-    """Move a webhook token that an older syncd kept in the mirror to the token file (a token
-    already in the file wins), and strip the token and the unsalted secret digest from the
-    stored subscription record; the old values are erased from the file, not just unlinked.
-    Returns whether anything was moved.
-
-    Raises ``StoreError`` when the mirror or the token file cannot be used.
-    """
-    legacy = await store.get_setting(TOKEN_SETTING)
-    raw = await store.get_setting(SUBSCRIPTION_SETTING)
-    cleaned = _redacted_record(raw)
-    if legacy is None and cleaned == raw:
-        return False
-    if legacy is not None:
-        register_secret(legacy)
-        try:
-            await asyncio.to_thread(keep_token, config.webhook_token_path, legacy)
-        except ValueError:
-            pass  # not a usable token: dropped, and a new one is made when needed
-    await store.call(
-        rewrite_settings, store.store, {TOKEN_SETTING: None, SUBSCRIPTION_SETTING: cleaned}
-    )
-    log.info(
-        "webhook_secrets_moved_out_of_mirror",
-        token_file=str(config.webhook_token_path) if legacy is not None else None,
-    )
-    return True
-
-
-async def ensure_subscription(runtime: Runtime, url: str) -> dict[str, Any]:
-    """Keep exactly one active upstream subscription for ``url``.
-
-    Reuses a matching active subscription made with the configured secret and deletes every
-    other subscription of this installation: a disabled one, duplicates, those with another
-    token at the same public URL (left by a re-created mirror or token file) and those of the
-    previous public URL. Returns what is stored in the ``installation`` table: the URL with
-    its token hidden and a salted verifier of the secret, never the token or the secret.
-
-    Raises ``ApiError`` or ``BudgetExhausted``.
-    """
-    store, client, config = runtime.store, runtime.client, runtime.config
-    stored = json.loads(await store.get_setting(SUBSCRIPTION_SETTING) or "{}")
-    secret = config.webhooks.secret.get_secret_value()
-    verifier = stored.get("secret_verifier")
-    same_secret = await asyncio.to_thread(matches_verifier, secret, verifier)
-    wanted = {str(e) for e in SUBSCRIBED_EVENTS}
-    subscriptions = await client.list_webhooks()
-    keep = None
-    if same_secret:
-        keep = next(
-            (
-                s
-                for s in subscriptions
-                if s.url == url and s.status == "ACTIVE" and wanted <= set(s.events)
-            ),
-            None,
-        )
-    here, before = hook_base(url), hook_base(stored.get("url") or "")
-    for subscription in subscriptions:
-        if subscription is keep:
-            continue
-        base = hook_base(subscription.url)
-        if subscription.url == url:
-            reason = "replaced" if subscription.status == "ACTIVE" else "disabled"
-        elif base is not None and base == here:
-            reason = "another_token"
-        elif base is not None and base == before:
-            reason = "previous_address"
-        else:
-            continue
-        await client.delete_webhook(subscription.id)
-        log.info(
-            "webhook_unsubscribed",
-            webhook_id=subscription.id,
-            status=subscription.status,
-            url=redact_path(subscription.url),
-            reason=reason,
-        )
-    if keep is None:
-        keep = await client.subscribe_webhook(
-            url, sorted(wanted), secret=secret or None, description="syncd mirror"
-        )
-        log.info("webhook_subscribed", webhook_id=keep.id, url=redact_path(url))
-        verifier = await asyncio.to_thread(secret_verifier, secret) if secret else None
-    record = {
-        "id": keep.id,
-        "url": redact_path(url),
-        "status": keep.status,
-        "events": sorted(keep.events),
-        "secret_verifier": verifier,
-        "checked_at": timestamp(),
-    }
-    await store.set_setting(SUBSCRIPTION_SETTING, json.dumps(record))
-    return record
-
-
-async def remove_subscriptions(runtime: Runtime) -> int:
-    """Delete this installation's subscriptions upstream (``syncd webhooks remove``): every
-    subscription at the configured or the last subscribed public URL, whatever its token.
-
-    Raises ``ApiError`` or ``BudgetExhausted``.
-    """
-    store, client = runtime.store, runtime.client
-    stored = json.loads(await store.get_setting(SUBSCRIPTION_SETTING) or "{}")
-    ours = {hook_base(stored.get("url") or "")}
-    public_url = runtime.config.webhooks.public_url
-    if public_url:
-        ours.add(hook_base(webhook_url(public_url, "token")))
-    ours.discard(None)
-    removed = 0
-    for subscription in await client.list_webhooks():
-        if hook_base(subscription.url) in ours or subscription.id == stored.get("id"):
-            await client.delete_webhook(subscription.id)
-            removed += 1
-    await store.set_setting(SUBSCRIPTION_SETTING, None)
-    return removed
-
-
 async def prune_if_due(
     store: AsyncStore, retention: RetentionConfig, now: datetime
 ) -> dict[str, int] | None:
@@ -640,7 +495,7 @@ async def prune_if_due(
     """
     last = await store.get_setting(RETENTION_SETTING)
     try:
-        if last is not None and abs(now - _parse_ts(last)) < PRUNE_INTERVAL:
+        if last is not None and abs(now - parse_timestamp(last)) < PRUNE_INTERVAL:
             return None
     except ValueError:
         pass  # not a timestamp: prune, and write a good one
@@ -665,64 +520,9 @@ async def prune_if_due(
     return pruned
 
 
-def describe_status(config: Config, store: Store) -> dict[str, Any]:
-    """What ``syncd status`` reports; reads only the mirror (works while the daemon runs).
+async def run_daemon(config: Config) -> None:
+    """Run the long-lived service until SIGTERM/SIGINT.
 
-    Raises ``StoreError``.
+    Raises ``ConfigError``, ``StoreError`` or ``OSError`` (listen address) on start-up.
     """
-    data = store.status()
-    now = utc_now()
-    freshness = json.loads(store.get_setting(FRESHNESS_SETTING) or "{}")
-    for workspace in data["workspaces"]:
-        # Freshness is how long ago the hot window was last verified (a push re-scan of one
-        # day does not make the whole recent past fresh).
-        last = workspace.get("last_hot_scan_at") or workspace.get("last_scan_at")
-        workspace["freshness_lag_seconds"] = (
-            round((now - _parse_ts(last)).total_seconds()) if last else None
-        )
-        # Per tier, the age of its least recently verified window (None: not known yet).
-        verified = freshness.get(workspace["id"], {})
-        workspace["verified_age_seconds"] = {
-            tier: round((now - _parse_ts(at)).total_seconds()) if at else None
-            for tier, at in verified.items()
-        }
-    key = config.api.key
-    budget: dict[str, Any] = {}
-    if key is not None:
-        snapshot = _budget_snapshot(config, store, key.get_secret_value())
-        budget = {
-            "used_this_minute": snapshot.used_this_minute,
-            "used_today": snapshot.used_today,
-            "per_day": snapshot.per_day,
-            "remaining": snapshot.remaining(),
-            "not_before": snapshot.not_before,
-        }
-    data["budget"] = budget
-    data["plan"] = json.loads(store.get_setting(PLAN_SETTING) or "null")
-    subscription = json.loads(store.get_setting(SUBSCRIPTION_SETTING) or "null")
-    if subscription and subscription.get("url"):
-        subscription["url"] = redact_path(subscription["url"])  # the token is a credential
-    data["webhook_subscription"] = subscription
-    data["daemon"] = json.loads(store.get_setting(HEARTBEAT_SETTING) or "null")
-    pinned = config.api.window_field
-    reading = WindowReading.from_json(
-        store.get_setting(READING_SETTING),
-        pinned=None if pinned == "auto" else pinned,  # type: ignore[arg-type]
-    )
-    data["upstream_reading"] = reading.describe()
-    return data
-
-
-def _budget_snapshot(config: Config, store: Store, key: str) -> Any:
-    budget = budget_for(
-        config, store.db, key, daily_share=config.limits.daemon_share, runner=_inline
-    )
-    return asyncio.run(budget.snapshot())
-
-
-async def _inline(fn: Any, *args: Any) -> Any:
-    return fn(*args)
-
-
-def _parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    await Daemon(config).run()
