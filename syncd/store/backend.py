@@ -1,0 +1,112 @@
+"""Which database a mirror lives in: SQLite (a file path) or PostgreSQL (a ``postgresql://`` URL).
+
+``open_postgres`` connects peewee's ``PostgresqlDatabase`` through psycopg 3. Peewee 4.5 picks
+psycopg 3 when psycopg2 is absent or when asked with ``prefer_psycopg3=True`` (always asked
+here), switches the connection to ``autocommit`` and issues ``BEGIN`` itself in ``atomic()``:
+outside a transaction every statement commits on its own, exactly as the store's SQLite
+connection behaves. Peewee hands a URL to psycopg as a conninfo string only when it starts
+with ``postgresql://``, so ``postgres://`` is rewritten to that form.
+
+Differences from SQLite a caller must mind: placeholders are ``%s`` (``db.param``) instead of
+``?``; a statement executed with parameters (peewee always passes some, even ``()``) treats
+every ``%`` as a placeholder, so a literal ``%`` is written ``%%``; and ``atomic()`` takes no
+``"IMMEDIATE"`` (peewee would send ``BEGIN TRANSACTION ISOLATION LEVEL IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit
+
+import psycopg
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from psycopg import conninfo
+
+from syncd.errors import ConfigError, StoreError
+
+SQLITE: Final = "sqlite"
+POSTGRESQL: Final = "postgresql"
+SCHEMES: Final = ("postgresql", "postgres")
+KEY: Final = "database.url"
+APPLICATION_NAME: Final = "syncd"
+
+
+def is_postgres_url(url: str) -> bool:
+    """True when ``url`` names a PostgreSQL server (``postgresql://`` or ``postgres://``)."""
+    return urlsplit(url.strip()).scheme.lower() in SCHEMES
+
+
+def postgres_conninfo(url: str) -> str:
+    """``url`` checked and spelled ``postgresql://…`` (the form peewee passes to psycopg).
+
+    Raises ``ConfigError`` (key ``database.url``) naming the problem: another scheme, no
+    database name, a port that is not a number, or an option libpq does not know.
+    """
+    text = url.strip()
+    shown = redact(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError as exc:
+        raise ConfigError([f"{KEY}: {shown!r} is not a valid URL ({exc})"]) from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        named = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConfigError([f"{KEY}: {shown!r} has {named}; expected postgresql:// or postgres://"])
+    if not parts.path.strip("/"):
+        raise ConfigError([f"{KEY}: {shown!r} names no database (postgresql://host/DBNAME)"])
+    normalised = "postgresql" + text[len(parts.scheme) :]
+    try:
+        conninfo.conninfo_to_dict(normalised)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            [f"{KEY}: {shown!r} is not a valid PostgreSQL URL ({str(exc).strip()})"]
+        ) from None
+    return normalised
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_postgres(url: str, *, connect_timeout: float = 10.0) -> PostgresqlDatabase:
+    """A connected peewee database for the PostgreSQL ``url``, in autocommit between
+    ``atomic()`` blocks (like the store's SQLite connection).
+
+    Raises ``ConfigError`` for a malformed URL and ``StoreError`` (password redacted) when
+    the server cannot be reached or refuses the connection.
+    """
+    target = postgres_conninfo(url)
+    options = conninfo.conninfo_to_dict(target)
+    params: dict[str, object] = {}
+    if "connect_timeout" not in options:
+        params["connect_timeout"] = max(1, round(connect_timeout))
+    if "application_name" not in options:
+        params["application_name"] = APPLICATION_NAME
+    db = PostgresqlDatabase(target, prefer_psycopg3=True, **params)
+    try:
+        db.connect()
+    except Exception as exc:
+        detail = " ".join(str(exc).split())
+        raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {detail}") from exc
+    return db
+
+
+def backend_name(db: Database) -> str:
+    """``"postgresql"`` or ``"sqlite"``: the backend ``db`` speaks.
+
+    Raises ``StoreError`` for any other kind of database.
+    """
+    if isinstance(db, PostgresqlDatabase):
+        return POSTGRESQL
+    if isinstance(db, SqliteDatabase):
+        return SQLITE
+    raise StoreError(f"unsupported database backend {type(db).__name__}")
