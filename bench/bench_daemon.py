@@ -541,6 +541,7 @@ async def simulate_day(
     from syncd.records import Priority
     from syncd.service import Runtime, sync_settings
     from syncd.store import AsyncStore
+    from syncd.store.budget import budget_ledger
     from syncd.sync import SyncEngine
 
     print(
@@ -576,8 +577,7 @@ async def simulate_day(
     session = aiohttp.ClientSession()
     key = config.api.key_value()
     budget = RateBudget(
-        store.store.db,
-        key_id_for(key),
+        budget_ledger(store.store, key_id_for(key)),
         limits=BudgetLimits(
             per_second=config.limits.per_second,
             per_minute=config.limits.per_minute,

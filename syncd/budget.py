@@ -9,8 +9,10 @@ The library survey suggests pyrate-limiter; the budget is written by hand instea
 needs priority classes, a UTC-day window, correction from response headers and the shared
 deadline to be checked in the same ``BEGIN IMMEDIATE`` transaction as the grant itself.
 
-SQL lives in :mod:`syncd.store.budget`; this module decides, waits and keeps time. Database
-calls run through an injectable ``runner`` (the store's DB thread), never on the event loop.
+The grants and deadlines live in a :class:`~syncd.budget_ledger.BudgetLedger` the store
+hands out (``syncd.store.budget.budget_ledger``); this module decides, waits and keeps
+time. Ledger calls run through an injectable ``runner`` (the store's DB thread), never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from typing import Any
 
 import structlog
 
+from syncd.budget_ledger import BudgetLedger, Caps, Decision, Observation, Usage
 from syncd.errors import BudgetExhausted
 from syncd.records import Priority, RateLimitInfo
-from syncd.store import budget as sql
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +47,10 @@ PRUNE_EVERY = 1000
 #: How many late grants one request may give back before it goes anyway (a process held up
 #: for that long is better served by the request than by more database calls).
 GIVE_BACKS = 3
+#: A grant used later than this after its recorded moment is given back and asked for again
+#: (``give_back``): the server counts a request when it arrives, so a late request must not
+#: be counted where its grant was written. Well under ``SECOND_SPAN - SECOND``.
+LATE_GRANT = 0.03
 _EPS = 1e-9
 
 
@@ -111,7 +117,7 @@ def caps_for(
     *,
     daily_share: float = 1.0,
     shares: Mapping[Priority, PriorityShare] = DEFAULT_SHARES,
-) -> sql.Caps:
+) -> Caps:
     """The caps a request of ``priority`` is checked against.
 
     ``daily_share`` (0-1] caps this process's day for every priority but PUSH.
@@ -122,7 +128,7 @@ def caps_for(
     daily_cap = None
     if priority is not Priority.PUSH and daily_share < 1:
         daily_cap = _floor(per_day * daily_share)
-    return sql.Caps(
+    return Caps(
         per_second=per_second,
         per_minute=minute,
         per_day=max(1, _floor(per_day * share.day)),
@@ -203,7 +209,7 @@ class _Turns:
 class RateBudget:
     """The shared, persisted request budget of one API key.
 
-    ``db`` is the store's peewee database (``budget_grants``/``budget_state`` must exist);
+    ``ledger`` holds the key's grants and deadlines (``budget_ledger(store, key_id)``);
     ``runner(fn, *args)`` runs ``fn(*args)`` off the event loop (the store's
     ``call_budget``, ahead of queued commits; default ``asyncio.to_thread``). ``clock``
     returns wall-clock epoch seconds and ``sleep`` waits, both injectable so tests need no
@@ -212,8 +218,7 @@ class RateBudget:
 
     def __init__(
         self,
-        db: Any,
-        key_id: str,
+        ledger: BudgetLedger,
         *,
         limits: BudgetLimits | None = None,
         daily_share: float = 1.0,
@@ -225,27 +230,27 @@ class RateBudget:
     ) -> None:
         if not 0 < daily_share <= 1:
             raise ValueError("daily_share must be in (0, 1]")
-        self.key_id = key_id
+        self.key_id = ledger.key_id
         self.limits = limits or BudgetLimits()
         self.daily_share = daily_share
         shares = {**DEFAULT_SHARES, **(shares or {})}
         self._caps = {
             p: caps_for(self.limits, p, daily_share=daily_share, shares=shares) for p in Priority
         }
-        self._db = db
+        self._ledger = ledger
         self._run: Runner = runner or asyncio.to_thread
         self._clock = clock
         self._sleep = sleep
         self._pid = os.getpid() if pid is None else pid
         self._turns = _Turns()
         # The newest server view not yet written: (remaining, reset, seen_at).
-        self._observed: tuple[int, float | None, float] | None = None
+        self._observed: Observation | None = None
         self.granted = 0
         self.late_grants = 0
         self.waited_seconds = 0.0
         self.deferrals = 0
 
-    def caps(self, priority: Priority) -> sql.Caps:
+    def caps(self, priority: Priority) -> Caps:
         """The caps requests of ``priority`` are checked against."""
         return self._caps[priority]
 
@@ -279,7 +284,7 @@ class RateBudget:
                         self.waited_seconds += wait
                         await self._sleep(wait)
                     late = self._clock() - slot
-                    if late > sql.LATE_GRANT and given_back < GIVE_BACKS:
+                    if late > LATE_GRANT and given_back < GIVE_BACKS:
                         given_back += 1
                         self.late_grants += 1
                         log.debug("budget_late_grant", late=round(late, 3), priority=priority.name)
@@ -302,30 +307,35 @@ class RateBudget:
 
     async def _try(
         self, priority: Priority, give_back: int | None = None
-    ) -> tuple[sql.Decision, float]:
-        """Ask the database once; the decision and the clock reading it was made at.
+    ) -> tuple[Decision, float]:
+        """Ask the ledger once; the decision and the clock reading it was made at.
 
         The clock is read on the database thread, inside the call: a grant is recorded at
         the moment it is made, not when it was asked for (the thread may have been busy).
-        ``give_back`` is a grant row to delete in the same transaction.
+        ``give_back`` is a grant to drop in the same transaction.
         """
         caps = self._caps[priority]
         observed, self._observed = self._observed, None
 
-        def try_acquire(db: Any, clock: Clock) -> tuple[sql.Decision, float]:
-            now = clock()
-            decision = sql.try_acquire(
-                db, self.key_id, now, caps, int(priority), self._pid, observed, give_back
+        def acquire() -> tuple[Decision, float]:
+            now = self._clock()
+            decision = self._ledger.acquire(
+                now,
+                caps,
+                priority=int(priority),
+                pid=self._pid,
+                observed=observed,
+                give_back=give_back,
             )
             return decision, now
 
         try:
-            return await self._run(try_acquire, self._db, self._clock)
+            return await self._run(acquire)
         except BaseException:
             self._keep_observed(observed)
             raise
 
-    def _keep_observed(self, observed: tuple[int, float | None, float] | None) -> None:
+    def _keep_observed(self, observed: Observation | None) -> None:
         """Hold ``observed`` for the next write unless a newer observation is held."""
         if observed is not None and (self._observed is None or self._observed[2] <= observed[2]):
             self._observed = observed
@@ -335,7 +345,7 @@ class RateBudget:
         if self.granted % PRUNE_EVERY == 1:
             await self.prune()
 
-    def _exhausted(self, priority: Priority, decision: sql.Decision) -> BudgetExhausted:
+    def _exhausted(self, priority: Priority, decision: Decision) -> BudgetExhausted:
         resets = datetime.fromtimestamp(decision.exhausted_until or 0, UTC)
         what = {
             "daily_share": f"this process's share ({self.daily_share:.0%}) of the daily quota",
@@ -353,7 +363,7 @@ class RateBudget:
             resets_at=decision.exhausted_until,
         )
 
-    async def _pause(self, decision: sql.Decision, priority: Priority) -> bool:
+    async def _pause(self, decision: Decision, priority: Priority) -> bool:
         """Sleep ``decision.wait``; True when cut short because a higher priority queued."""
         self.waited_seconds += decision.wait
         log.debug(
@@ -384,7 +394,7 @@ class RateBudget:
         """
         until = self._clock() + max(0.0, retry_after)
         self.deferrals += 1
-        deadline = await self._run(sql.defer, self._db, self.key_id, until)
+        deadline = await self._run(self._ledger.defer, until)
         log.info(
             "budget.deferred",
             key_id=self.key_id,
@@ -404,7 +414,7 @@ class RateBudget:
         if info.remaining is None:
             return
         seen_at = self._clock() if sent_at is None else sent_at
-        self._keep_observed((info.remaining, info.reset_epoch, seen_at))
+        self._keep_observed(Observation(info.remaining, info.reset_epoch, seen_at))
 
     async def flush(self) -> None:
         """Write the held server observation now (``snapshot`` and shutdown call this).
@@ -415,7 +425,7 @@ class RateBudget:
         if observed is None:
             return
         try:
-            await self._run(sql.observe, self._db, self.key_id, *observed)
+            await self._run(self._ledger.observe, observed)
         except BaseException:
             self._keep_observed(observed)
             raise
@@ -423,11 +433,23 @@ class RateBudget:
     async def snapshot(self) -> BudgetSnapshot:
         """Usage in the current second, minute and UTC day, and the shared state.
 
-        Raises ``StoreError``.
+        Writes the held server observation first. Raises ``StoreError``.
         """
         await self.flush()
         now = self._clock()
-        usage = await self._run(sql.usage, self._db, self.key_id, now)
+        return self._snapshot(await self._run(self._ledger.usage, now), now)
+
+    def read_snapshot(self) -> BudgetSnapshot:
+        """The budget as the ledger holds it now, read on the calling thread.
+
+        For a caller with no event loop (``syncd status``): it writes nothing, so a server
+        observation this budget still holds is not in it (:meth:`snapshot` writes it first).
+        Raises ``StoreError``.
+        """
+        now = self._clock()
+        return self._snapshot(self._ledger.usage(now), now)
+
+    def _snapshot(self, usage: Usage, now: float) -> BudgetSnapshot:
         per_second, per_minute, per_day = self.limits.effective()
         return BudgetSnapshot(
             key_id=self.key_id,
@@ -450,7 +472,7 @@ class RateBudget:
     async def prune(self) -> int:
         """Delete grant rows older than two days; returns how many went (0 on failure)."""
         try:
-            return await self._run(sql.prune, self._db, self.key_id, self._clock())
+            return await self._run(self._ledger.prune, self._clock())
         except Exception as exc:  # pruning is housekeeping; the next attempt will retry
             log.warning("budget_prune_failed", key_id=self.key_id, error=str(exc))
             return 0

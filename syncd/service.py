@@ -27,7 +27,8 @@ from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
-from syncd.store import AsyncStore
+from syncd.store import AsyncStore, Store
+from syncd.store.budget import budget_ledger
 from syncd.store.integrity import check
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
@@ -76,7 +77,7 @@ ONCE_SHARES = {
 
 def budget_for(
     config: Config,
-    db: Any,
+    store: Store,
     key: str,
     *,
     daily_share: float,
@@ -85,7 +86,7 @@ def budget_for(
     stop: asyncio.Event | None = None,
     wrap_sleep: Callable[[Sleep], Sleep] | None = None,
 ) -> RateBudget:
-    """The persisted rate budget of ``key`` in the mirror database ``db``.
+    """The persisted rate budget of ``key`` in the mirror ``store``.
 
     With ``stop``, a wait for the budget ends with ``ShutdownRequested`` as soon as the
     event is set, so a stop signal is not held up by a spent minute. ``wrap_sleep`` wraps
@@ -94,8 +95,7 @@ def budget_for(
     limits = config.limits
     sleep: Sleep = asyncio.sleep if stop is None else _sleep_until_stopped(stop)
     return RateBudget(
-        db,
-        key_id_for(key),
+        budget_ledger(store, key_id_for(key)),
         limits=BudgetLimits(
             per_second=limits.per_second,
             per_minute=limits.per_minute,
@@ -202,7 +202,7 @@ async def open_runtime(
     try:
         budget = budget_for(
             config,
-            store.store.db,
+            store.store,
             key,
             daily_share=daily_share,
             runner=store.call_budget,

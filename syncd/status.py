@@ -5,7 +5,6 @@ webhook subscription and what syncd has learned about the upstream's find window
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,14 +88,8 @@ def describe_status(config: Config, store: Store) -> dict[str, Any]:
 
 
 def _budget_snapshot(config: Config, store: Store, key: str) -> Any:
-    budget = budget_for(
-        config, store.db, key, daily_share=config.limits.daemon_share, runner=_inline
-    )
-    return asyncio.run(budget.snapshot())
-
-
-async def _inline(fn: Any, *args: Any) -> Any:
-    return fn(*args)
+    budget = budget_for(config, store, key, daily_share=config.limits.daemon_share)
+    return budget.read_snapshot()
 
 
 def parse_timestamp(text: str) -> datetime:

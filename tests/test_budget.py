@@ -20,10 +20,10 @@ from syncd.budget import (
     caps_for,
     key_id_for,
 )
+from syncd.budget_ledger import RESERVE_AHEAD, SECOND_SPAN, Observation
 from syncd.errors import BudgetExhausted, StoreError
 from syncd.records import Priority, RateLimitInfo
-from syncd.store import budget as sql
-from syncd.store.budget import RESERVE_AHEAD, SECOND_SPAN
+from syncd.store.budget import SqliteBudgetLedger, budget_ledger
 from syncd.store.migrations import BUDGET_TABLES
 
 KEY_ID = "0123456789abcdef"
@@ -73,10 +73,14 @@ async def inline(fn, *args):
     return fn(*args)
 
 
+def ledger(db, key_id=KEY_ID) -> SqliteBudgetLedger:
+    return SqliteBudgetLedger(db, key_id)
+
+
 def make_budget(db, clock, **kwargs) -> RateBudget:
     limits = kwargs.pop("limits", BudgetLimits(safety_margin=0))
     return RateBudget(
-        db, KEY_ID, limits=limits, runner=inline, clock=clock, sleep=clock.sleep, **kwargs
+        ledger(db), limits=limits, runner=inline, clock=clock, sleep=clock.sleep, **kwargs
     )
 
 
@@ -306,13 +310,13 @@ async def test_observation_waits_for_no_database_and_rides_with_the_next_grant(d
 
     db = open_db(db_path)
     budget = RateBudget(
-        db, KEY_ID, limits=BudgetLimits(safety_margin=0), runner=recording, clock=clock,
+        ledger(db), limits=BudgetLimits(safety_margin=0), runner=recording, clock=clock,
         sleep=clock.sleep,
     )  # fmt: skip
     await budget.observe(RateLimitInfo(remaining=0, reset_epoch=T0 + 20), sent_at=T0)
     assert calls == []
     await budget.acquire(Priority.HOT)
-    assert calls[0] == "try_acquire"
+    assert calls[0] == "acquire"
     assert "observe" not in calls
     assert clock.now == pytest.approx(T0 + 20)  # the held view was honoured
     other = make_budget(open_db(db_path), FakeTime(T0))
@@ -374,7 +378,7 @@ async def test_a_waiter_reserves_its_slot_and_sends_without_asking_again(db):
         return fn(*args)
 
     budget = RateBudget(
-        db, KEY_ID, limits=BudgetLimits(per_second=2, safety_margin=0), runner=recording,
+        ledger(db), limits=BudgetLimits(per_second=2, safety_margin=0), runner=recording,
         clock=clock, sleep=clock.sleep,
     )  # fmt: skip
     await budget.acquire(Priority.HOT)
@@ -408,7 +412,7 @@ def test_grants_and_reservations_never_overfill_a_second(asks, cap):
     caps = caps_for(BudgetLimits(per_second=cap, safety_margin=0), Priority.HOT)
     for offset, pid in sorted(asks):
         now = T0 + offset
-        decision = sql.try_acquire(db, KEY_ID, now, caps, int(Priority.HOT), pid)
+        decision = ledger(db).acquire(now, caps, priority=int(Priority.HOT), pid=pid)
         if decision.granted:
             assert 0 <= decision.wait <= RESERVE_AHEAD
         else:
@@ -425,8 +429,7 @@ async def test_cancelled_waiter_passes_the_turn_on(db):
         clock.now += seconds
 
     budget = RateBudget(
-        db,
-        KEY_ID,
+        ledger(db),
         limits=BudgetLimits(per_second=1, safety_margin=0),
         runner=inline,
         clock=clock,
@@ -465,6 +468,49 @@ async def test_snapshot(db):
     assert snap.key_id == KEY_ID
 
 
+def test_read_snapshot_reads_the_ledger_without_an_event_loop(db):
+    """``syncd status`` reads the budget synchronously: no runner, no event loop."""
+    clock = FakeTime()
+    writer = make_budget(db, clock)
+    asyncio.run(writer.acquire(Priority.HOT))
+    asyncio.run(writer.defer(30))
+    reader = RateBudget(ledger(db), limits=BudgetLimits(safety_margin=0.1), clock=clock)
+    snap = reader.read_snapshot()
+    assert (snap.used_this_second, snap.used_today, snap.per_day) == (1, 1, 9000)
+    assert snap.not_before == T0 + 30
+    assert snap.granted == 0
+
+
+async def test_read_snapshot_leaves_a_held_observation_to_snapshot(db):
+    clock = FakeTime()
+    budget = make_budget(db, clock)
+    await budget.observe(RateLimitInfo(remaining=7, reset_epoch=T0 + 20), sent_at=T0)
+    assert budget.read_snapshot().server_remaining is None  # a read writes nothing
+    assert (await budget.snapshot()).server_remaining == 7
+
+
+def test_ledger_calls_are_one_transaction_each(db):
+    """One ``acquire`` gives a grant back, keeps the server's view and grants again, in one
+    call: the given-back grant no longer counts against the per-second window it frees."""
+    caps = caps_for(BudgetLimits(per_second=1, safety_margin=0), Priority.HOT)
+    book = ledger(db)
+    first = book.acquire(T0, caps, priority=int(Priority.HOT), pid=1)
+    assert first.granted
+    assert first.grant_id is not None
+    again = book.acquire(
+        T0 + 0.01,
+        caps,
+        priority=int(Priority.HOT),
+        pid=1,
+        observed=Observation(5, T0 + 30, T0),
+        give_back=first.grant_id,
+    )
+    assert again.granted
+    assert grant_times(db) == [T0 + 0.01]
+    assert book.usage(T0 + 0.02).server_remaining == 5
+    assert book.key_id == KEY_ID
+
+
 async def test_prune_drops_old_rows_only(db):
     clock = FakeTime()
     budget = make_budget(db, clock)
@@ -496,21 +542,21 @@ async def test_keys_do_not_share_a_budget(db):
     clock = FakeTime()
     limits = BudgetLimits(per_second=1, safety_margin=0)
     a = make_budget(db, clock, limits=limits)
-    b = RateBudget(db, "fedcba9876543210", limits=limits, runner=inline, clock=clock)
+    b = RateBudget(ledger(db, "fedcba9876543210"), limits=limits, runner=inline, clock=clock)
     await a.acquire()
     await b.acquire()
     assert clock.now == T0
 
 
 async def test_default_runner_uses_a_thread(db):
-    budget = RateBudget(db, KEY_ID, limits=BudgetLimits(per_second=50, safety_margin=0))
+    budget = RateBudget(ledger(db), limits=BudgetLimits(per_second=50, safety_margin=0))
     await asyncio.gather(*(budget.acquire(Priority.HOT) for _ in range(20)))
     assert len(grant_times(db)) == 20
 
 
 async def test_missing_tables_raise_store_error(tmp_path):
     empty = open_db(tmp_path / "empty.sqlite")
-    budget = RateBudget(empty, KEY_ID, runner=inline)
+    budget = RateBudget(ledger(empty), runner=inline)
     with pytest.raises(StoreError, match="budget"):
         await budget.acquire()
     assert await budget.prune() == 0
@@ -525,13 +571,14 @@ WORKER = textwrap.dedent(
     import peewee
     from syncd.budget import BudgetLimits, RateBudget
     from syncd.records import Priority
+    from syncd.store.budget import SqliteBudgetLedger
 
     path, start, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     db = peewee.SqliteDatabase(path, pragmas={"busy_timeout": 10000}, timeout=10)
     limits = BudgetLimits(per_second=5, per_minute=1000, per_day=100000, safety_margin=0)
 
     async def main():
-        budget = RateBudget(db, "0123456789abcdef", limits=limits)
+        budget = RateBudget(SqliteBudgetLedger(db, "0123456789abcdef"), limits=limits)
         await asyncio.sleep(max(0.0, start - time.time()))
         while time.time() < start + seconds:
             await budget.acquire(Priority.HOT)
@@ -580,8 +627,7 @@ async def test_runs_on_the_store_thread(tmp_path):
 
     async with await AsyncStore.open(tmp_path / "mirror.sqlite") as store:
         budget = RateBudget(
-            store.store.db,
-            key_id_for("k"),
+            budget_ledger(store.store, key_id_for("k")),
             limits=BudgetLimits(per_second=100, safety_margin=0),
             runner=store.call,
         )
@@ -635,7 +681,7 @@ async def test_a_request_held_up_every_time_goes_after_three_give_backs(db):
         return result
 
     budget = RateBudget(
-        db, KEY_ID, limits=BudgetLimits(safety_margin=0), runner=busy_loop, clock=clock,
+        ledger(db), limits=BudgetLimits(safety_margin=0), runner=busy_loop, clock=clock,
         sleep=clock.sleep,
     )  # fmt: skip
     await budget.acquire(Priority.HOT)

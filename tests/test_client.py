@@ -31,6 +31,7 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.records import Priority
+from syncd.store.budget import SqliteBudgetLedger
 from syncd.store.migrations import BUDGET_TABLES
 
 KEY = "test-key-4f9a"
@@ -73,6 +74,9 @@ class DbThread:
         for ddl in BUDGET_TABLES:
             self.pool.submit(self.db.execute_sql, ddl).result()
 
+    def ledger(self, key_id: str) -> SqliteBudgetLedger:
+        return SqliteBudgetLedger(self.db, key_id)
+
     async def call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
@@ -94,7 +98,7 @@ def dbt(tmp_path):
 @pytest.fixture
 def budget(dbt):
     limits = BudgetLimits(per_second=1000, per_minute=10_000, per_day=100_000, safety_margin=0)
-    return RateBudget(dbt.db, key_id_for(KEY), limits=limits, runner=dbt.call)
+    return RateBudget(dbt.ledger(key_id_for(KEY)), limits=limits, runner=dbt.call)
 
 
 @pytest.fixture
@@ -226,7 +230,7 @@ async def test_budget_exhausted_is_not_retried(aiohttp_server, session, dbt):
     route = Script((200, []))
     server = await serve(aiohttp_server, {("POST", FIND): route})
     limits = BudgetLimits(per_second=10, per_minute=100, per_day=1, safety_margin=0)
-    budget = RateBudget(dbt.db, key_id_for(KEY), limits=limits, runner=dbt.call)
+    budget = RateBudget(dbt.ledger(key_id_for(KEY)), limits=limits, runner=dbt.call)
     client = make_client(session, budget, base_of(server))
     await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.PUSH)
     with pytest.raises(BudgetExhausted):
@@ -563,7 +567,7 @@ def emulator_client(session, dbt, server, **budget_kwargs) -> HttpClient:
     limits = budget_kwargs.pop(
         "limits", BudgetLimits(per_second=5, per_minute=100, per_day=10_000, safety_margin=0.1)
     )
-    budget = RateBudget(dbt.db, key_id_for(EMU_KEY), limits=limits, runner=dbt.call)
+    budget = RateBudget(dbt.ledger(key_id_for(EMU_KEY)), limits=limits, runner=dbt.call)
     base = base_of(server)
     retry = RetryPolicy(wait_initial=0.01, wait_max=0.05, wait_jitter=0)  # 6 attempts
     return HttpClient(

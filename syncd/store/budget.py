@@ -1,4 +1,4 @@
-"""The SQL half of the rate budget: grant, defer, observe and inspect, each in one transaction.
+"""The SQLite budget ledger: grant, defer, observe and inspect, each in one transaction.
 
 Tables (created by the store's migrations):
 
@@ -8,85 +8,41 @@ Tables (created by the store's migrations):
   shared "not before" deadline written after a 429, and the server's last word on the
   rolling minute window.
 
-Every function is synchronous and takes the peewee database as its first argument; the
-budget runs them on the database thread. ``try_acquire`` is one short ``BEGIN IMMEDIATE``
-transaction, so every process using the same database file sees one consistent budget.
+:class:`SqliteBudgetLedger` implements :class:`~syncd.budget_ledger.BudgetLedger`;
+:func:`budget_ledger` hands out the one of a mirror store, and the budget runs its methods
+on the database thread. ``acquire`` is one short ``BEGIN IMMEDIATE`` transaction, so every
+process using the same database file sees one consistent budget.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import peewee
 
+from syncd.budget_ledger import (
+    DAY,
+    KEEP_GRANTS,
+    MINUTE,
+    RESERVE_AHEAD,
+    SECOND_SPAN,
+    SERVER_SECOND_RESET,
+    Caps,
+    Decision,
+    Observation,
+    Usage,
+    day_start,
+)
 from syncd.store.failures import storage_error
 
-SECOND = 1.0
-#: The span the per-second cap is counted over: a second plus the time a request may take
-#: from its grant to the moment the server counts it (the event loop, the network, and a
-#: server still busy answering the requests that arrived just before; against the
-#: emulator, 1.05 s let eleven land in one of its seconds once in about fifteen backfills).
-SECOND_SPAN = SECOND + 0.1
-#: A server ``Reset`` at most this far after the observation is its per-second window's
-#: (one second, plus up to one more as ``Reset`` is given in whole seconds).
-SERVER_SECOND_RESET = 2 * SECOND
-#: How far ahead a per-second slot may be reserved (see :func:`try_acquire`). Short, since a
-#: request of higher priority arriving meanwhile waits behind the reservation.
-RESERVE_AHEAD = 0.25
-#: A grant used later than this after its recorded moment is given back and asked for again
-#: (``give_back``): the server counts a request when it arrives, so a late request must not
-#: be counted where its grant was written. Well under ``SECOND_SPAN - SECOND``.
-LATE_GRANT = 0.03
-MINUTE = 60.0
-DAY = 86_400.0
-#: Grants older than this are deleted by :func:`prune`.
-KEEP_GRANTS = 2 * DAY
+if TYPE_CHECKING:
+    from syncd.store import Store
 
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """What one request of a given priority may use, in requests (margins already applied)."""
-
-    per_second: int
-    per_minute: int  # this priority's share of the minute window
-    per_day: int  # this priority's share of the day window
-    daily_cap: int | None  # this process's share of the day; None: no extra cap
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer of :func:`try_acquire`.
-
-    ``granted``: a grant row was written, for ``wait`` seconds from now (0: at once; more:
-    a slot of the per-second window reserved ahead). Otherwise ``wait`` seconds until it may
-    be worth asking again and ``reason`` names the binding window; ``exhausted_until``
-    (epoch seconds) is set when only the next UTC day frees the budget.
-    """
-
-    granted: bool
-    wait: float = 0.0  # refused: when to ask again; granted: how long until the slot comes
-    reason: str = ""
-    exhausted_until: float | None = None
-    grant_id: int | None = None  # the grant row, when granted
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Counts and shared state for one key (see :func:`usage`)."""
-
-    second: int
-    minute: int
-    day: int
-    not_before: float
-    server_remaining: int | None
-    server_reset: float | None
-    server_seen_at: float | None
-
+_INSERT_GRANT = "INSERT INTO budget_grants (key_id, granted_at, priority, pid) VALUES (?, ?, ?, ?)"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -103,11 +59,6 @@ def _store_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise storage_error(exc, "rate budget") from exc
 
     return wrapper
-
-
-def day_start(now: float) -> float:
-    """Epoch seconds of the UTC midnight at or before ``now``."""
-    return math.floor(now / DAY) * DAY
 
 
 def _state(db: Any, key_id: str) -> tuple[float, int | None, float | None, float | None]:
@@ -198,59 +149,6 @@ def _check(db: Any, key_id: str, now: float, caps: Caps) -> Decision | None:
     return None
 
 
-@_store_errors
-def try_acquire(
-    db: Any,
-    key_id: str,
-    now: float,
-    caps: Caps,
-    priority: int,
-    pid: int,
-    observed: tuple[int, float | None, float] | None = None,
-    give_back: int | None = None,
-) -> Decision:
-    """Grant one request to ``key_id`` at ``now`` if every window allows it.
-
-    One ``BEGIN IMMEDIATE`` transaction: delete the grant row ``give_back`` if given (a
-    grant that could not be used in time), record ``observed`` (the arguments of
-    :func:`observe`) if given, check ``not_before``, the day (and this process's daily
-    share), second and minute windows and the server's view, then insert the grant row.
-    When only the per-second window refuses and frees a slot within ``RESERVE_AHEAD``, the
-    grant is written for that moment (if every other window allows it then) and the decision
-    says how long to wait for it: the caller sleeps and sends without asking the database
-    again, so the request goes out on time even when the database is busy at that moment.
-    When the slot is further off, the refusal says to ask again ``RESERVE_AHEAD`` before it.
-    Every window is counted over all later grants too, so a reservation never lets a window
-    overfill.
-
-    Raises ``StoreError`` when the database cannot be used (for example when it stays
-    locked past its busy timeout); so do the other functions here.
-    """
-    with db.atomic("IMMEDIATE"):
-        if give_back is not None:
-            db.execute_sql("DELETE FROM budget_grants WHERE id = ?", (give_back,))
-        if observed is not None:
-            _observe(db, key_id, *observed)
-        at = now
-        refusal = _check(db, key_id, now, caps)
-        if refusal is not None and refusal.reason == "per_second":
-            if refusal.wait <= RESERVE_AHEAD:
-                at = now + refusal.wait
-                if _check(db, key_id, at, caps) is None:
-                    refusal = None
-            else:  # ask again in time to reserve the slot
-                refusal = replace(refusal, wait=refusal.wait - RESERVE_AHEAD)
-        if refusal is not None:
-            return Decision(
-                False, max(refusal.wait, 0.001), refusal.reason, refusal.exhausted_until
-            )
-        cursor = db.execute_sql(
-            "INSERT INTO budget_grants (key_id, granted_at, priority, pid) VALUES (?, ?, ?, ?)",
-            (key_id, at, priority, pid),
-        )
-    return Decision(True, at - now, "reserved" if at > now else "", grant_id=cursor.lastrowid)
-
-
 def _ensure_state(db: Any, key_id: str) -> None:
     db.execute_sql(
         "INSERT INTO budget_state (key_id, not_before) VALUES (?, 0)"
@@ -259,54 +157,119 @@ def _ensure_state(db: Any, key_id: str) -> None:
     )
 
 
-@_store_errors
-def defer(db: Any, key_id: str, until: float) -> float:
-    """Move the shared ``not_before`` deadline to ``until`` unless it is already later.
-
-    Returns the deadline now in force (epoch seconds).
-    """
-    with db.atomic("IMMEDIATE"):
-        _ensure_state(db, key_id)
-        db.execute_sql(
-            "UPDATE budget_state SET not_before = MAX(COALESCE(not_before, 0), ?) WHERE key_id = ?",
-            (until, key_id),
-        )
-        return _state(db, key_id)[0]
-
-
-@_store_errors
-def observe(db: Any, key_id: str, remaining: int, reset: float | None, seen_at: float) -> None:
-    """Record the server's ``X-RateLimit-Remaining``/``Reset`` as seen at ``seen_at``.
-
-    ``try_acquire`` then refuses once the grants made after ``seen_at`` have used up
-    ``remaining``, until ``reset``. An older observation never replaces a newer one.
-    """
-    with db.atomic("IMMEDIATE"):
-        _observe(db, key_id, remaining, reset, seen_at)
-
-
-def _observe(db: Any, key_id: str, remaining: int, reset: float | None, seen_at: float) -> None:
+def _observe(db: Any, key_id: str, observed: Observation) -> None:
     _ensure_state(db, key_id)
     db.execute_sql(
         "UPDATE budget_state SET server_remaining = ?, server_reset = ?, server_seen_at = ?"
         " WHERE key_id = ? AND (server_seen_at IS NULL OR server_seen_at <= ?)",
-        (remaining, reset, seen_at, key_id, seen_at),
+        (observed.remaining, observed.reset, observed.seen_at, key_id, observed.seen_at),
     )
 
 
-@_store_errors
-def usage(db: Any, key_id: str, now: float) -> Usage:
-    """Grants in the current second, minute and UTC day, and the shared state."""
-    second, minute, day = _counts(db, key_id, now)
-    state = _state(db, key_id)
-    return Usage(second, minute, day, *state)
+class SqliteBudgetLedger:
+    """The :class:`~syncd.budget_ledger.BudgetLedger` of ``key_id`` in the SQLite ``db``.
+
+    ``db`` is a peewee database holding ``budget_grants`` and ``budget_state``. Every method
+    is one transaction and raises ``StoreError`` when the database cannot be used (for
+    example when it stays locked past its busy timeout, or the tables are missing).
+    """
+
+    def __init__(self, db: Any, key_id: str) -> None:
+        self._db = db
+        self._key_id = key_id
+
+    @property
+    def key_id(self) -> str:
+        """The key this ledger counts for."""
+        return self._key_id
+
+    @_store_errors
+    def acquire(
+        self,
+        now: float,
+        caps: Caps,
+        *,
+        priority: int,
+        pid: int,
+        observed: Observation | None = None,
+        give_back: int | None = None,
+    ) -> Decision:
+        """Grant one request at ``now`` if every window allows it (see the protocol).
+
+        One ``BEGIN IMMEDIATE`` transaction: delete the grant row ``give_back``, record
+        ``observed``, check the windows, insert the grant row. When only the per-second
+        window refuses and frees a slot within ``RESERVE_AHEAD``, the row is written for
+        that moment (if every other window allows it then), so the caller sleeps and sends
+        without asking the database again and the request goes out on time even when the
+        database is busy at that moment. When the slot is further off, the refusal says to
+        ask again ``RESERVE_AHEAD`` before it.
+        """
+        db, key_id = self._db, self._key_id
+        with db.atomic("IMMEDIATE"):
+            if give_back is not None:
+                db.execute_sql("DELETE FROM budget_grants WHERE id = ?", (give_back,))
+            if observed is not None:
+                _observe(db, key_id, observed)
+            at = now
+            refusal = _check(db, key_id, now, caps)
+            if refusal is not None and refusal.reason == "per_second":
+                if refusal.wait <= RESERVE_AHEAD:
+                    at = now + refusal.wait
+                    if _check(db, key_id, at, caps) is None:
+                        refusal = None
+                else:  # ask again in time to reserve the slot
+                    refusal = replace(refusal, wait=refusal.wait - RESERVE_AHEAD)
+            if refusal is not None:
+                return Decision(
+                    False, max(refusal.wait, 0.001), refusal.reason, refusal.exhausted_until
+                )
+            cursor = db.execute_sql(_INSERT_GRANT, (key_id, at, priority, pid))
+        return Decision(True, at - now, "reserved" if at > now else "", grant_id=cursor.lastrowid)
+
+    @_store_errors
+    def defer(self, until: float) -> float:
+        """Move the shared ``not_before`` deadline to ``until`` unless it is already later.
+
+        Returns the deadline now in force (epoch seconds).
+        """
+        db, key_id = self._db, self._key_id
+        with db.atomic("IMMEDIATE"):
+            _ensure_state(db, key_id)
+            db.execute_sql(
+                "UPDATE budget_state SET not_before = MAX(COALESCE(not_before, 0), ?)"
+                " WHERE key_id = ?",
+                (until, key_id),
+            )
+            return _state(db, key_id)[0]
+
+    @_store_errors
+    def observe(self, observed: Observation) -> None:
+        """Record the server's view unless a newer one is recorded already."""
+        with self._db.atomic("IMMEDIATE"):
+            _observe(self._db, self._key_id, observed)
+
+    @_store_errors
+    def usage(self, now: float) -> Usage:
+        """Grants in the current second, minute and UTC day, and the shared state.
+
+        One read transaction, so the counts and the state agree; writes nothing.
+        """
+        with self._db.atomic():
+            second, minute, day = _counts(self._db, self._key_id, now)
+            state = _state(self._db, self._key_id)
+        return Usage(second, minute, day, *state)
+
+    @_store_errors
+    def prune(self, now: float, keep: float = KEEP_GRANTS) -> int:
+        """Delete grant rows older than ``keep`` seconds; returns how many went."""
+        with self._db.atomic("IMMEDIATE"):
+            cursor = self._db.execute_sql(
+                "DELETE FROM budget_grants WHERE key_id = ? AND granted_at < ?",
+                (self._key_id, now - keep),
+            )
+            return cursor.rowcount
 
 
-@_store_errors
-def prune(db: Any, key_id: str, now: float, keep: float = KEEP_GRANTS) -> int:
-    """Delete grant rows older than ``keep`` seconds; returns how many went."""
-    with db.atomic("IMMEDIATE"):
-        cursor = db.execute_sql(
-            "DELETE FROM budget_grants WHERE key_id = ? AND granted_at < ?", (key_id, now - keep)
-        )
-        return cursor.rowcount
+def budget_ledger(store: Store, key_id: str) -> SqliteBudgetLedger:
+    """The rate budget's ledger of ``key_id`` in the mirror ``store`` (nothing is read yet)."""
+    return SqliteBudgetLedger(store.db, key_id)

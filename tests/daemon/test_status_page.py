@@ -127,7 +127,7 @@ def mirror(tmp_path: Path):
     async def inline(fn, *args):
         return fn(*args)
 
-    budget = budget_for(config, store.db, KEY, daily_share=1.0, runner=inline)
+    budget = budget_for(config, store, KEY, daily_share=1.0, runner=inline)
 
     async def spend() -> None:
         for _ in range(5):
