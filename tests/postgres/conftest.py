@@ -1,3 +1,3 @@
 """PostgreSQL tests: each gets a fresh database from ``postgres_url``."""
 
-from support.postgres import postgres_url  # noqa: F401 (a fixture, found by name)
+from tests.support.postgres import postgres_url  # noqa: F401 (a fixture, found by name)
