@@ -32,6 +32,7 @@ from syncd.errors import (
     ServerError,
 )
 from syncd.records import (
+    ENTRY_EVENTS,
     EntryList,
     EventKind,
     RateLimitInfo,
@@ -44,14 +45,21 @@ from syncd.records import (
     format_timestamp,
 )
 
+#: The core API's base URL (§2), the default of ``[api] url``.
+DEFAULT_API_URL = "https://api.timetracker.in/v1"
+#: The host of the Zapier integration API (§2), the default of ``[api] app_url``.
+DEFAULT_APP_URL = "https://app.timetracker.in"
 #: Zapier integration API prefix, below ``app_url`` (§2, §3).
 ZAPIER_PREFIX = "/api/integrations/zapier"
-#: Webhook signature header (emulator choice, §8 row 13).
+#: Webhook signature header (emulator choice, §8 row 13), when a secret is configured.
 SIGNATURE_HEADER = "X-Timetracker-Signature"
 #: Optional event-name header on deliveries (extension, §8 row 14).
 EVENT_HEADER = "X-Timetracker-Event"
 #: Optional delivery id header on deliveries (extension, §8 row 14).
 DELIVERY_HEADER = "X-Timetracker-Delivery"
+#: The largest webhook delivery body accepted by default (``[webhooks] max_body_bytes``):
+#: documented payloads (§4.3) are a few KiB.
+MAX_DELIVERY_BYTES = 64 * 1024
 #: Seconds to wait after a 429 that names no Retry-After and no reset (§6.2 leaves it open).
 DEFAULT_RETRY_AFTER = 10.0
 #: How much of an error body is kept on the exception.
@@ -1042,14 +1050,6 @@ _ACTIONS = {
     "update_entry": EventKind.TIME_ENTRY_UPDATED,
     "delete_entry": EventKind.TIME_ENTRY_DELETED,
 }
-_ENTRY_KINDS = frozenset(
-    {
-        EventKind.TIMER_STARTED,
-        EventKind.TIMER_STOPPED,
-        EventKind.MANUAL_TIME_ADDED,
-        EventKind.TIME_ENTRY_UPDATED,
-    }
-)
 _PROJECT_FIELDS = ("isPrivate", "defaultBillable", "defaultBillableRate", "estimatedBudget")
 _TASK_FIELDS = ("teamMembers", "priority", "dueDate")
 
@@ -1104,7 +1104,7 @@ def parse_webhook_event(headers: Headers, body: bytes) -> WebhookEvent:
 
 def _event(kind: EventKind, obj: dict[str, Any], delivery_id: str | None) -> WebhookEvent:
     object_id = _id(obj.get("id"), "id")
-    entry = parse_time_entry(obj) if kind in _ENTRY_KINDS else None
+    entry = parse_time_entry(obj) if kind in ENTRY_EVENTS else None
     if entry is not None:
         workspace_id: str | None = entry.workspace_id
         updated_at = entry.updated_at

@@ -54,8 +54,6 @@ log = structlog.get_logger(__name__)
 # own); the attempts are logged and counted here.
 stamina.instrumentation.set_on_retry_hooks([])
 
-DEFAULT_API_URL = "https://api.timetracker.in/v1"
-DEFAULT_APP_URL = "https://app.timetracker.in"
 #: Per-request timeouts; find responses are unpaginated and may be large (§3.7).
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=60)
 #: Answers smaller than this are parsed on the event loop; larger ones on a worker thread.
@@ -204,8 +202,8 @@ class HttpClient:
         budget: RateBudget,
         *,
         api_key: str,
-        api_url: str = DEFAULT_API_URL,
-        app_url: str = DEFAULT_APP_URL,
+        api_url: str = api.DEFAULT_API_URL,
+        app_url: str = api.DEFAULT_APP_URL,
         version: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,

@@ -24,7 +24,6 @@ Without ``-c``, the command line takes the first config file of :func:`find_conf
 from __future__ import annotations
 
 import difflib
-import hashlib
 import ipaddress
 import os
 import tomllib
@@ -47,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from syncd.api import DEFAULT_API_URL, DEFAULT_APP_URL, MAX_DELIVERY_BYTES
 from syncd.errors import ConfigError
 
 KEY_ENV = "SYNCD_API_KEY"
@@ -104,8 +104,8 @@ class ApiConfig(_Section):
     config was loaded with ``require_key=False`` and no source had one.
     """
 
-    url: str = "https://api.timetracker.in/v1"
-    app_url: str = "https://app.timetracker.in"
+    url: str = DEFAULT_API_URL
+    app_url: str = DEFAULT_APP_URL
     key: SecretStr | None = None
     key_file: Path | None = Field(default=None, strict=False)
     version: str = ""
@@ -131,15 +131,6 @@ class ApiConfig(_Section):
         """Where the key came from (``api.key``, ``api.key_file``, ``SYNCD_API_KEY``, or
         ``credential syncd_api_key``), for ``check-config``; never the key itself."""
         return self._key_source
-
-    @property
-    def key_fingerprint(self) -> str | None:
-        """A short, non-reversible id of the key (first 12 hex digits of its SHA-256), to name
-        per-key state such as the rate budget without storing the key."""
-        if self.key is None:
-            return None
-        digest = hashlib.sha256(self.key.get_secret_value().encode()).hexdigest()
-        return digest[:12]
 
     def key_value(self) -> str:
         """The API key as text, for the Authorization headers.
@@ -272,7 +263,7 @@ class WebhooksConfig(_Section):
     public_url: str = ""
     secret: SecretStr = SecretStr("")
     require_signature: bool = False
-    max_body_bytes: int = Field(default=65_536, ge=1024)
+    max_body_bytes: int = Field(default=MAX_DELIVERY_BYTES, ge=1024)
     debounce_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("listen")

@@ -159,6 +159,28 @@ class EventKind(enum.StrEnum):
     TIME_ENTRY_DELETED = "TIME_ENTRY_DELETED"  # emulator extension
 
 
+#: The events upstream documents (§4.1), and the only ones syncd subscribes to.
+DOCUMENTED_EVENTS = frozenset(
+    {
+        EventKind.TIMER_STARTED,
+        EventKind.TIMER_STOPPED,
+        EventKind.MANUAL_TIME_ADDED,
+        EventKind.CLIENT_CREATED,
+        EventKind.PROJECT_CREATED,
+        EventKind.TASK_CREATED,
+    }
+)
+#: The events whose payload is a whole time entry (``WebhookEvent.entry`` is set).
+ENTRY_EVENTS = frozenset(
+    {
+        EventKind.TIMER_STARTED,
+        EventKind.TIMER_STOPPED,
+        EventKind.MANUAL_TIME_ADDED,
+        EventKind.TIME_ENTRY_UPDATED,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """A parsed webhook delivery.

@@ -56,6 +56,7 @@ from syncd.errors import (
     timed_out,
 )
 from syncd.records import (
+    ENTRY_EVENTS,
     EventKind,
     Priority,
     Rejection,
@@ -103,13 +104,6 @@ HOT, WARM, COLD = "hot", "warm", "cold"  # the verification tiers, by age
 PASS_MARGIN = 0.02  # a tier's pass aims to end this share of its period early (run jitter)
 TIERS = (WARM, COLD)  # the tiers the reconciliation sweeps (the poll serves the hot one)
 FRESHNESS_SETTING = "freshness"  # per workspace and tier, when it was last all verified
-
-_ENTRY_EVENTS = {
-    EventKind.TIMER_STARTED,
-    EventKind.TIMER_STOPPED,
-    EventKind.MANUAL_TIME_ADDED,
-    EventKind.TIME_ENTRY_UPDATED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,7 +751,7 @@ class SyncEngine:
             return "ignored", ()  # a workspace this mirror does not hold
         if not await self.store.record_webhook_event(event, now):
             return "duplicate", ()
-        if event.kind in _ENTRY_EVENTS and event.entry is not None:
+        if event.kind in ENTRY_EVENTS and event.entry is not None:
             entry = _arrived(event.entry, moment)
             outcome = await self.store.apply_pushed_entry(entry, Source.WEBHOOK, now)
             if outcome in ("ignored", "refused"):

@@ -12,8 +12,9 @@ from typing import Any
 import structlog
 
 from syncd.config import Config
-from syncd.daemon.webhook import DOCUMENTED_EVENTS, HOOK_PREFIX, webhook_url
+from syncd.daemon.webhook import HOOK_PREFIX, webhook_url
 from syncd.log import register_secret
+from syncd.records import DOCUMENTED_EVENTS
 from syncd.secrets import keep_token, matches_verifier, redact_path, secret_verifier
 from syncd.service import Runtime, open_runtime, timestamp
 from syncd.status import SUBSCRIPTION_SETTING

@@ -48,8 +48,19 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from syncd import api
+from syncd.api import (
+    DELIVERY_HEADER,
+    MAX_DELIVERY_BYTES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_YEAR,
+    MIN_YEAR,
+    SIGNATURE_HEADER,
+)
 from syncd.errors import InvalidWebhook, StoreError
-from syncd.records import EventKind, WebhookEvent
+from syncd.records import DOCUMENTED_EVENTS, EventKind, WebhookEvent
 from syncd.secrets import redact_path
 
 if TYPE_CHECKING:
@@ -57,14 +68,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("syncd.webhook")
 
-#: Header carrying ``sha256=<hex HMAC-SHA256(secret, raw body)>`` when a secret is configured.
-SIGNATURE_HEADER = "X-Timetracker-Signature"
-#: Delivery id header (an emulator extension), kept in the ledger when it looks like an id.
-DELIVERY_HEADER = "X-Timetracker-Delivery"
 #: Path prefix of the delivery route; the token is the next path segment.
 HOOK_PREFIX = "/hooks/"
-#: Default cap on a delivery's body (documented payloads are a few KiB).
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
 #: Seconds a client has to send the request line and headers (and an idle keep-alive
 #: connection stays open).
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -92,24 +97,10 @@ LEDGER_BODY_BYTES = 4096
 #: A refused delivery queues a hot-window re-scan at most once per this many seconds.
 REFUSED_RESCAN_SECONDS = 60.0
 
-#: The events upstream documents (and syncd subscribes to).
-DOCUMENTED_EVENTS = frozenset(
-    {
-        EventKind.TIMER_STARTED,
-        EventKind.TIMER_STOPPED,
-        EventKind.MANUAL_TIME_ADDED,
-        EventKind.CLIENT_CREATED,
-        EventKind.PROJECT_CREATED,
-        EventKind.TASK_CREATED,
-    }
-)
-# Values upstream can produce; a delivery outside them is refused.
+# Values upstream can produce; a delivery outside them (or outside the limits of
+# ``syncd.api``: years, id, name and text lengths) is refused.
 MAX_JSON_DEPTH = 16  # documented payloads nest 4 levels (task → teamMembers → role)
-MAX_DURATION_SECONDS = 31 * 86_400
-YEARS = (1970, 2100)
-MAX_ID_CHARS = 255
-MAX_NAME_CHARS = 1_000
-MAX_TEXT_CHARS = 65_535
+MAX_PUSHED_DURATION_SECONDS = 31 * 86_400  # a pushed entry lasts at most a month
 MAX_TAGS = 500
 _SQLITE_MAX_INT = 2**63 - 1
 
@@ -217,18 +208,6 @@ def webhook_url(public_url: str, token: str) -> str:
     return base.rstrip("/") + HOOK_PREFIX + token
 
 
-def _default_parse_event() -> ParseEvent:
-    from syncd.api import parse_webhook_event
-
-    return parse_webhook_event
-
-
-def _default_verify_signature() -> VerifySignature:
-    from syncd.api import verify_signature
-
-    return verify_signature
-
-
 # ------------------------------------------------------------------------- value checks
 
 
@@ -257,8 +236,8 @@ def _payload_problem(payload: object) -> str | None:
     while stack:
         value = stack.pop()
         if isinstance(value, str):
-            if len(value) > MAX_TEXT_CHARS:
-                return f"a text of {len(value)} characters (at most {MAX_TEXT_CHARS})"
+            if len(value) > MAX_DESCRIPTION_CHARS:
+                return f"a text of {len(value)} characters (at most {MAX_DESCRIPTION_CHARS})"
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int):
@@ -286,8 +265,8 @@ def _year_problem(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     year = int(value[:4]) if value[:4].isdigit() else None
-    if year is None or not YEARS[0] <= year <= YEARS[1]:
-        return f"{name} {value[:32]} is outside the years {YEARS[0]}-{YEARS[1]}"
+    if year is None or not MIN_YEAR <= year <= MAX_YEAR:
+        return f"{name} {value[:32]} is outside the years {MIN_YEAR}-{MAX_YEAR}"
     return None
 
 
@@ -330,11 +309,11 @@ def check_event(event: WebhookEvent, accepted: frozenset[EventKind]) -> str | No
             checks.append(_length_problem("tag id", tag.id, MAX_ID_CHARS))
             checks.append(_length_problem("tag name", tag.name, MAX_NAME_CHARS))
             checks.append(_length_problem("tag color", tag.color, MAX_NAME_CHARS))
-        checks.append(_length_problem("description", entry.description, MAX_TEXT_CHARS))
+        checks.append(_length_problem("description", entry.description, MAX_DESCRIPTION_CHARS))
         duration = entry.duration_seconds
-        if duration is not None and not 0 <= duration <= MAX_DURATION_SECONDS:
+        if duration is not None and not 0 <= duration <= MAX_PUSHED_DURATION_SECONDS:
             checks.append(
-                f"duration {_number(duration)} is outside 0..{MAX_DURATION_SECONDS} seconds"
+                f"duration {_number(duration)} is outside 0..{MAX_PUSHED_DURATION_SECONDS} seconds"
             )
         checks += [
             _year_problem(name, value)
@@ -378,7 +357,7 @@ def create_receiver_app(
     token: str,
     secret: str | None,
     require_signature: bool = False,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int = MAX_DELIVERY_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     accepted_kinds: frozenset[EventKind] = DOCUMENTED_EVENTS,
     on_event: OnEvent,
@@ -415,8 +394,8 @@ def create_receiver_app(
         raise ValueError("body_timeout must be positive")
     if require_signature and not secret:
         raise ValueError("require_signature needs a secret")
-    parse = parse_event or _default_parse_event()
-    verify = verify_signature or _default_verify_signature()
+    parse = parse_event or api.parse_webhook_event
+    verify = verify_signature or api.verify_signature
     expected_token = token.encode()
     secret_value = secret or None
     throttle = _Throttle(log_interval, clock)
@@ -589,21 +568,6 @@ class RedactedAccessLogger(AbstractAccessLogger):
             ms=round(time * 1000, 2),
             remote=request.remote,
         )
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:8787"``, ``"[::1]:8787"`` or ``":8787"`` → ``(host, port)``.
-
-    An empty host means all interfaces (``0.0.0.0``). Raises ``ValueError`` for anything else.
-    """
-    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]*)):(\d{1,5})\s*", listen)
-    if not match:
-        raise ValueError(f"listen must look like HOST:PORT, got {listen!r}")
-    host = match.group(1) or match.group(2) or "0.0.0.0"
-    port = int(match.group(3))
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {listen!r}")
-    return host, port
 
 
 # ------------------------------------------------------------------------- bounded serving

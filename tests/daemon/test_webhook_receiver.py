@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from syncd.api import MAX_DELIVERY_BYTES
+from syncd.config import WebhooksConfig
 from syncd.daemon.metrics import Metrics
 from syncd.daemon.webhook import (
     LEDGER_BODY_BYTES,
@@ -17,7 +19,6 @@ from syncd.daemon.webhook import (
     create_receiver_app,
     json_too_deep,
     new_token,
-    parse_listen,
     redact_path,
     start_receiver,
     webhook_url,
@@ -260,6 +261,21 @@ async def test_body_over_cap_by_content_length_is_413(make_client, recorder, led
     assert resp.status == 413
     assert recorder.events == []
     assert ledger.refusals == []
+
+
+async def test_the_default_cap_is_the_configured_one_of_64_kib(aiohttp_client, recorder, ledger):
+    """Without ``max_body_bytes`` the receiver caps a body where ``[webhooks]
+    max_body_bytes`` does by default: 64 KiB, as ``docs/operations.md`` documents."""
+    assert WebhooksConfig().max_body_bytes == MAX_DELIVERY_BYTES == 64 * 1024
+    app = create_receiver_app(
+        token=TOKEN, secret=None, on_event=recorder, on_refused=ledger, health=lambda: (True, {})
+    )
+    client = await aiohttp_client(app)
+    fits = encode({**TIMER_STARTED, "description": "x" * (60 * 1024)})
+    over = encode({**TIMER_STARTED, "description": "x" * (64 * 1024)})
+    assert (await client.post(HOOK, data=fits)).status == 202
+    assert (await client.post(HOOK, data=over)).status == 413
+    assert len(recorder.events) == 1
 
 
 async def test_streamed_body_over_cap_is_413(make_client, recorder, ledger):
@@ -570,16 +586,6 @@ def test_tokens_are_long_and_distinct():
 def test_redact_path_hides_the_token():
     assert redact_path(f"/hooks/{TOKEN}") == "/hooks/<token>"
     assert redact_path("/healthz") == "/healthz"
-
-
-def test_parse_listen():
-    assert parse_listen("127.0.0.1:8787") == ("127.0.0.1", 8787)
-    assert parse_listen("[::1]:9000") == ("::1", 9000)
-    assert parse_listen(":8787") == ("0.0.0.0", 8787)
-    assert parse_listen("localhost:1") == ("localhost", 1)
-    for bad in ("8787", "host:", "host:99999", "a:b:c"):
-        with pytest.raises(ValueError):
-            parse_listen(bad)
 
 
 def test_empty_token_is_refused(recorder):
