@@ -3,6 +3,7 @@ views that answer as SQLite's do."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,3 +299,14 @@ def test_search_finds_live_descriptions_without_accents_or_case(pg: PostgresqlDa
     )
     assert pg.execute_sql(query, ("cafe",)).fetchall() == [("a",)]
     assert pg.execute_sql(query, ("invoice:*",)).fetchall() == [("a",), ("b",)]
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
+
+
+def test_the_postgresql_examples_in_the_schema_doc_run(pg: PostgresqlDatabase) -> None:
+    examples = re.findall(r"```postgresql\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert examples
+    pg_schema.migrate(pg)
+    for sql in examples:
+        pg.execute_sql(sql).fetchall()
