@@ -589,6 +589,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_two_processes_share_the_burst_window(db_path):
     start = time.time() + 1.5  # both start together, after their imports
     procs = [
