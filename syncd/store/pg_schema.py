@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from peewee import Database
+from peewee import Database, IntegrityError, ProgrammingError
 
 from syncd.errors import SchemaTooNew
 from syncd.store.migrations import LEDGER_DDL, Migration
@@ -488,11 +488,15 @@ def known_names() -> list[str]:
 
 def applied_migrations(db: Database) -> list[str]:
     """Names in the ledger (empty for a fresh database), in the order they were applied."""
-    (exists,) = db.execute_sql("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not exists:
+    if not _ledger_exists(db):
         return []
     rows = db.execute_sql("SELECT name FROM schema_migrations ORDER BY applied_at, name")
     return [name for (name,) in rows.fetchall()]
+
+
+def _ledger_exists(db: Database) -> bool:
+    (exists,) = db.execute_sql("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return bool(exists)
 
 
 def check_not_too_new(db: Database) -> None:
@@ -513,8 +517,14 @@ def migrate(db: Database, now: Callable[[], str] | None = None) -> list[str]:
     clock = now or _utc_now
     check_not_too_new(db)
     done: list[str] = []
-    with db.atomic():
-        db.execute_sql(LEDGER_DDL)
+    try:
+        with db.atomic():
+            db.execute_sql(LEDGER_DDL)
+    except (IntegrityError, ProgrammingError):
+        # Two processes creating the ledger at once: one wins, the other sees a duplicate
+        # catalog row (IF NOT EXISTS does not guard against a concurrent CREATE).
+        if not _ledger_exists(db):
+            raise
     for step in MIGRATIONS:
         with db.atomic():
             db.execute_sql("LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,3 +311,27 @@ def test_the_postgresql_examples_in_the_schema_doc_run(pg: PostgresqlDatabase) -
     pg_schema.migrate(pg)
     for sql in examples:
         pg.execute_sql(sql).fetchall()
+
+
+def test_processes_migrating_at_once_apply_each_step_exactly_once(postgres_url: str) -> None:
+    start = threading.Barrier(4)
+    applied: list[list[str]] = []
+    failures: list[BaseException] = []
+
+    def migrate() -> None:
+        db = open_postgres(postgres_url)
+        try:
+            start.wait()
+            applied.append(pg_schema.migrate(db))
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(name for names in applied for name in names) == sorted(pg_schema.known_names())
