@@ -11,7 +11,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,6 @@ import click
 import pytest
 import structlog
 from click.testing import CliRunner
-from emulator_process import emulator_process
 from structlog.testing import capture_logs
 
 from syncd.cli import (
@@ -57,11 +55,13 @@ from syncd.errors import (
 )
 from syncd.log import MASK
 from syncd.records import RunReport, Source, TimeEntry, WindowOutcome, Workspace
+from tests.support.config import emulator_sections, write_config
+from tests.support.emulator import emulator_process
+from tests.support.environment import SYNCD_ENV, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.toml"
 SECRET = "tt_live_s3cr3t-value-0042"
-ENV_NAMES = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY")
 
 BAD_CONFIG = """
 [api]
@@ -88,7 +88,7 @@ BAD_PROBLEMS = [
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    for name in ENV_NAMES:
+    for name in SYNCD_ENV:
         monkeypatch.delenv(name, raising=False)
     yield
     # The CLI configures logging onto the runner's streams; put logging back.
@@ -102,7 +102,8 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def write_config(directory: Path, text: str) -> Path:
+def write_toml(directory: Path, text: str) -> Path:
+    """Writes ``text`` as ``syncd.toml`` in ``directory``; returns its path."""
     path = directory / "syncd.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -153,7 +154,7 @@ def mirror(tmp_path) -> Path:
             make_entry("e3", "2024-03-05", 1800, "Zeus"),
         ):
             store.apply_pushed_entry(entry, Source.WEBHOOK, synced)
-    write_config(tmp_path, '[database]\npath = "mirror.sqlite"\n')
+    write_toml(tmp_path, '[database]\npath = "mirror.sqlite"\n')
     return path
 
 
@@ -174,7 +175,7 @@ def example_config(directory: Path) -> Path:
     text = EXAMPLE.read_text(encoding="utf-8")
     old = 'path = "/var/lib/syncd/mirror.sqlite"'
     assert old in text
-    return write_config(directory, text.replace(old, 'path = "mirror.sqlite"'))
+    return write_toml(directory, text.replace(old, 'path = "mirror.sqlite"'))
 
 
 def test_check_config_prints_the_config_with_the_key_masked(runner, tmp_path):
@@ -190,7 +191,7 @@ def test_check_config_prints_the_config_with_the_key_masked(runner, tmp_path):
 
 
 def test_config_path_from_syncd_config(runner, tmp_path):
-    config = write_config(
+    config = write_toml(
         tmp_path,
         f'[api]\nkey = "{SECRET}"\n[database]\npath = "m.sqlite"\n[sync]\nhot_window_days = 5\n',
     )
@@ -201,7 +202,7 @@ def test_config_path_from_syncd_config(runner, tmp_path):
 
 
 def test_bad_config_lists_every_problem_and_exits_2(runner, tmp_path):
-    config = write_config(tmp_path, BAD_CONFIG)
+    config = write_toml(tmp_path, BAD_CONFIG)
     for args in (["check-config"], ["--once"], ["run"], ["webhooks", "remove"]):
         result = runner.invoke(cli, ["-c", str(config), *args])
         assert result.exit_code == EXIT_USAGE, (args, result.stderr)
@@ -322,7 +323,7 @@ def test_sql_needs_no_api_key_and_refuses_writes(runner, mirror):
     ],
 )
 def test_reading_commands_never_create_a_missing_database(runner, tmp_path, args):
-    config = write_config(tmp_path, '[database]\npath = "data/missing.sqlite"\n')
+    config = write_toml(tmp_path, '[database]\npath = "data/missing.sqlite"\n')
     result = runner.invoke(cli, ["-c", str(config), *args])
     assert result.exit_code == EXIT_USAGE, result.stderr
     assert result.stderr.startswith("syncd: database: no mirror database at ")
@@ -570,10 +571,9 @@ def test_summary_fields():
 
 
 def syncd(*args: str, env: dict[str, str] | None = None, timeout: float = 60, **kwargs):
-    base = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     return subprocess.run(
         [sys.executable, "-m", "syncd", *args],
-        env={**base, **(env or {})},
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -582,8 +582,9 @@ def syncd(*args: str, env: dict[str, str] | None = None, timeout: float = 60, **
     )
 
 
+@pytest.mark.e2e
 def test_process_bad_config_exits_2_listing_every_problem(tmp_path):
-    config = write_config(tmp_path, BAD_CONFIG)
+    config = write_toml(tmp_path, BAD_CONFIG)
     result = syncd("-c", str(config), "--once")
     assert result.returncode == EXIT_USAGE
     for problem in BAD_PROBLEMS:
@@ -591,6 +592,7 @@ def test_process_bad_config_exits_2_listing_every_problem(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 def test_process_check_config_on_the_example(tmp_path):
     config = example_config(tmp_path)
     result = syncd("-c", str(config), "check-config", env={"SYNCD_API_KEY": SECRET})
@@ -602,6 +604,7 @@ def test_process_check_config_on_the_example(tmp_path):
     assert "No such command" in unknown.stderr
 
 
+@pytest.mark.e2e
 def test_process_sql(mirror):
     config = str(mirror.parent / "syncd.toml")
     result = syncd(
@@ -631,11 +634,7 @@ def emulator():
 
 
 def emulator_config(tmp_path: Path, ready: dict, key: str = "k") -> Path:
-    return write_config(
-        tmp_path,
-        f'[api]\nurl = "{ready["api_url"]}"\napp_url = "{ready["app_url"]}"\nkey = "{key}"\n'
-        '[database]\npath = "mirror.sqlite"\n[logging]\nformat = "json"\n',
-    )
+    return write_config(tmp_path / "syncd.toml", emulator_sections(ready, key=key))
 
 
 def events(stdout: str, name: str) -> list[dict]:
@@ -648,6 +647,7 @@ def events(stdout: str, name: str) -> list[dict]:
     return found
 
 
+@pytest.mark.e2e
 @needs_service
 def test_once_against_the_emulator(tmp_path, emulator):
     config = emulator_config(tmp_path, emulator)
@@ -672,6 +672,7 @@ def test_once_against_the_emulator(tmp_path, emulator):
     assert (summary["inserted"], summary["tombstoned"]) == (0, 0)
 
 
+@pytest.mark.e2e
 @needs_service
 def test_once_with_a_wrong_key_exits_1(tmp_path, emulator):
     config = emulator_config(tmp_path, emulator, key="wrong-key-123456")
@@ -687,6 +688,7 @@ def test_once_with_a_wrong_key_exits_1(tmp_path, emulator):
     assert summary["ok"] is False
 
 
+@pytest.mark.e2e
 @needs_service
 def test_daemon_stops_cleanly_on_sigterm(tmp_path, emulator):
     config = emulator_config(tmp_path, emulator)
@@ -695,7 +697,7 @@ def test_daemon_stops_cleanly_on_sigterm(tmp_path, emulator):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if k not in ENV_NAMES},
+        env=clean_env(),
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,6 +1,7 @@
 """The command line as an operator meets it, in real processes: streams and log levels,
 `init` and the default config places, `check-config --online`, errors a config must fix
-(exit 2), `sql --nl/--tables/--schema`, and help on every option."""
+(exit 2), `sql --nl/--tables/--schema`, and help on every option. Marked e2e as a whole
+(tests/support/tiers.py)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,19 @@ from pathlib import Path
 
 import click
 import pytest
-from emulator_process import emulator_process
 
 from syncd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli
 from syncd.config import load_config
+from tests.support.config import emulator_sections, write_config
+from tests.support.emulator import emulator_process
+from tests.support.environment import clean_env
 
-ENV_NAMES = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "XDG_CONFIG_HOME")
 ETC_CONFIG = Path("/etc/syncd/config.toml")
 
 
 def syncd(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
-    base = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    base["XDG_CONFIG_HOME"] = str(cwd / "xdg")  # never the developer's own config
+    # never the developer's own config
+    base = clean_env({"XDG_CONFIG_HOME": str(cwd / "xdg")})
     return subprocess.run(
         [sys.executable, "-m", "syncd", *args],
         env={**base, **(env or {})},
@@ -57,15 +59,11 @@ def emulator() -> Iterator[dict]:
 
 def write(directory: Path, ready: dict | None, extra: str = "", name: str = "syncd.toml") -> Path:
     """A config for the emulator ``ready`` (or an upstream that refuses connections)."""
-    api_url = ready["api_url"] if ready else "http://127.0.0.1:9/v1"
-    app_url = ready["app_url"] if ready else "http://127.0.0.1:9"
+    refusing = {"api_url": "http://127.0.0.1:9/v1", "app_url": "http://127.0.0.1:9"}
     (directory / "key").write_text("k\n", encoding="utf-8")
-    path = directory / name
-    path.write_text(
-        f'[api]\nurl = "{api_url}"\napp_url = "{app_url}"\nkey_file = "key"\n'
-        '[database]\npath = "mirror.sqlite"\n[logging]\nformat = "json"\n' + extra,
-        encoding="utf-8",
-    )
+    path = write_config(directory / name, emulator_sections(ready or refusing, key_file="key"))
+    with path.open("a", encoding="utf-8") as config:
+        config.write(extra)
     return path
 
 
@@ -136,8 +134,7 @@ def on_terminal(*args: str, cwd: Path, answers: bytes = b"") -> tuple[int, str]:
     """Run syncd with stdin, stdout and stderr on one pseudo-terminal; the exit code and
     everything it showed."""
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env["XDG_CONFIG_HOME"] = str(cwd / "xdg")
+    env = clean_env({"XDG_CONFIG_HOME": str(cwd / "xdg")})
     with subprocess.Popen(
         [sys.executable, "-m", "syncd", *args],
         stdin=terminal,

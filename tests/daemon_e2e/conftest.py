@@ -2,22 +2,23 @@
 
 Everything goes over real loopback sockets and real SQLite files:
 
-- :func:`start_emulator` runs ``python -m syncd emulator --port 0 ...`` and reads its
-  ``emulator_ready`` line;
+- :func:`start_emulator` runs the emulator (:class:`tests.support.emulator.EmulatorProcess`)
+  seeded for these tests;
 - :class:`DaemonProc` writes a config file, runs ``python -m syncd -c FILE`` (the daemon),
   talks to its listener (``/hooks/<token>``, ``/healthz``, ``/metrics``) and reads the mirror
   through read-only SQLite connections;
-- :func:`mirror_differences` compares the mirror's live entries with the emulator's;
+- :func:`mirror_differences` compares the mirror's live entries with the emulator's, field by
+  field (:mod:`tests.support.mirror`);
 - :class:`CaptureServer` records real webhook deliveries (headers and bodies) for replay.
 
-Every process is stopped by its own pid when the test ends.
+Every process is stopped by its own pid when the test ends. Every test here is marked e2e
+(tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,19 +34,18 @@ from typing import Any
 
 import pytest
 
+from tests.support.config import write_config
+from tests.support.emulator import EmulatorProcess
+from tests.support.environment import PROXY_ENV, SYNCD_ENV
+from tests.support.mirror import differences, mirror_entries, truth_shape
+from tests.support.net import free_port
+
 API_KEY = "k"
 ZAPIER = "/api/integrations/zapier"
 READY_TIMEOUT = 20.0
 
 
 # ----------------------------------------------------------------------------- plumbing
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -108,48 +108,12 @@ def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 # ----------------------------------------------------------------------------- emulator
 
 
-@dataclass
-class Emulator:
-    proc: subprocess.Popen
-    url: str
-    api_key: str = API_KEY
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        reply = http(method, f"{self.url}/__emulator{path}", json_body=body)
-        assert reply.status < 300, (method, path, reply.status, reply.body[:500])
-        return reply.json() if reply.body else None
+class Emulator(EmulatorProcess):
+    """The emulator, plus requests to its Zapier API that return any status."""
 
     def zapier(self, method: str, path: str, body: Any = None, key: str | None = None) -> Reply:
         headers = {"Authorization": f"Bearer {key or self.api_key}"}
         return http(method, f"{self.url}{ZAPIER}{path}", json_body=body, headers=headers)
-
-    def stats(self) -> dict:
-        return self.control("GET", "/stats")
-
-    def key_stats(self, key: str | None = None) -> dict:
-        return self.stats()["keys"].get(key or self.api_key, {"requests": 0, "rate_limited": 0})
-
-    def workspace_ids(self) -> list[str]:
-        return [w["id"] for w in self.control("GET", "/workspaces")]
-
-    def entries(self, workspace_id: str) -> list[dict]:
-        return self.control("GET", f"/time-entries?workspace_id={workspace_id}")
-
-    def truth(self) -> dict[str, dict]:
-        """Every entry of every workspace, by id (find shape)."""
-        out: dict[str, dict] = {}
-        for workspace_id in self.workspace_ids():
-            for entry in self.entries(workspace_id):
-                out[entry["id"]] = entry
-        return out
-
-    def subscriptions(self, url: str | None = None) -> list[dict]:
-        hooks = self.control("GET", "/webhooks")
-        hooks = hooks.get("webhooks", hooks) if isinstance(hooks, dict) else hooks
-        return [h for h in hooks if url is None or h["url"] == url]
-
-    def stop(self) -> None:
-        _stop_process(self.proc)
 
 
 def start_emulator(
@@ -160,27 +124,13 @@ def start_emulator(
     keys: tuple[str, ...] = (API_KEY,),
     log_path: Path | None = None,
 ) -> Emulator:
-    args = [sys.executable, "-m", "syncd", "emulator", "--port", "0", "--seed", "42"]
-    args += ["--workspaces", str(workspaces), "--entries", str(entries), "--days", str(days)]
-    for key in keys:
-        args += ["--api-key", key]
-    args += ["--allow-http-webhooks", *extra]
-    stderr = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
-    deadline = time.monotonic() + READY_TIMEOUT
-    line = b""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline() if proc.stdout else b""
-        if line.strip().startswith(b"{") or proc.poll() is not None:
-            break
-    if not line.strip():
-        _stop_process(proc)
-        raise RuntimeError(f"emulator did not start (exit {proc.poll()})")
-    ready = json.loads(line)
-    assert ready["event"] == "emulator_ready", ready
-    # Keep reading stdout so the emulator can never block on a full pipe.
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-    return Emulator(proc=proc, url=ready["url"])
+    """Returns a started emulator seeded with ``entries`` over ``days`` in ``workspaces``,
+    accepting ``keys`` and plain-HTTP webhook targets."""
+    args = ["--seed", "42", "--workspaces", str(workspaces), "--entries", str(entries)]
+    args += ["--days", str(days), "--allow-http-webhooks", *extra]
+    emulator = Emulator.start(*args, api_keys=keys, log=log_path, ready_timeout=READY_TIMEOUT)
+    assert isinstance(emulator, Emulator)
+    return emulator
 
 
 @pytest.fixture
@@ -201,26 +151,6 @@ def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
 # ----------------------------------------------------------------------------- daemon
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
-
-
 @dataclass
 class DaemonProc:
     """One configuration (mirror file, listener port) and the daemon processes run on it."""
@@ -238,8 +168,8 @@ class DaemonProc:
         self.db_path = self.workdir / "mirror.sqlite"
         sections: dict[str, dict[str, Any]] = {
             "api": {
-                "url": f"{self.emulator.url}/v1",
-                "app_url": self.emulator.url,
+                "url": self.emulator.api_url,
+                "app_url": self.emulator.app_url,
                 "key": self.emulator.api_key,
                 "max_attempts": 2,
                 "timeout_seconds": 10,
@@ -420,21 +350,10 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def mirror_differences(daemon: DaemonProc, truth: dict[str, dict]) -> list[str]:
-    """How the mirror's live entries differ from the emulator's (empty when equal)."""
-    live = daemon.live_entries()
-    problems = [f"missing {i}" for i in sorted(set(truth) - set(live))]
-    problems += [f"extra {i}" for i in sorted(set(live) - set(truth))]
-    for entry_id in sorted(set(truth) & set(live)):
-        want, have = truth[entry_id], live[entry_id]
-        for theirs, ours in (
-            ("updatedAt", "updated_at"),
-            ("end_time", "end_time"),
-            ("start_time", "start_time"),
-            ("description", "description"),
-        ):
-            if want.get(theirs) != have[ours]:
-                problems.append(f"{entry_id}.{ours}: {have[ours]!r} != {want.get(theirs)!r}")
-    return problems
+    """How the mirror's live entries differ from ``truth`` (the emulator's entries by id,
+    as :meth:`EmulatorProcess.truth` returns them), field by field; empty when equal."""
+    want = {entry_id: truth_shape(entry) for entry_id, entry in truth.items()}
+    return differences(want, mirror_entries(daemon.db_path))
 
 
 def mirror_matches_truth(daemon: DaemonProc, emulator: Emulator) -> bool:
@@ -444,9 +363,9 @@ def mirror_matches_truth(daemon: DaemonProc, emulator: Emulator) -> bool:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loopback requests never go through a proxy; syncd reads only the generated config."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+    for name in PROXY_ENV:
         monkeypatch.delenv(name, raising=False)
-    for name in ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM"):
+    for name in SYNCD_ENV:
         monkeypatch.delenv(name, raising=False)  # the generated config alone decides
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)  # the token file stays in workdir
     monkeypatch.setenv("NO_PROXY", "*")

@@ -1,4 +1,6 @@
-"""Fixtures of the end-to-end suite (helpers live in :mod:`.harness`)."""
+"""Fixtures of the end-to-end suite (helpers live in :mod:`.harness` and
+:mod:`tests.support`). Every test here runs syncd and the emulator as processes: marked e2e
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,20 @@ from typing import Any
 
 import pytest
 
-from .harness import Emulator, OnceProcess
+from tests.support.emulator import EmulatorProcess
+
+from .harness import OnceProcess
 
 
 @pytest.fixture
 def start_emulator(tmp_path: Path) -> Iterator[Any]:
-    """``start_emulator(*args)`` → a running :class:`Emulator`, stopped after the test."""
-    started: list[Emulator] = []
+    """``start_emulator(*args)`` → a running :class:`EmulatorProcess`, stopped after the
+    test."""
+    started: list[EmulatorProcess] = []
 
-    def start(*args: str, api_key: str = "k") -> Emulator:
-        emulator = Emulator.start(
-            *args, log=tmp_path / f"emulator-{len(started)}.log", api_key=api_key
+    def start(*args: str, api_key: str = "k") -> EmulatorProcess:
+        emulator = EmulatorProcess.start(
+            *args, api_keys=(api_key,), log=tmp_path / f"emulator-{len(started)}.log"
         )
         started.append(emulator)
         return emulator

@@ -1,214 +1,48 @@
-"""End-to-end harness: the emulator and ``syncd --once`` as real processes.
+"""End-to-end harness: ``syncd --once`` as a real process against the emulator's.
 
-Everything here runs the way an operator would: ``syncd emulator`` on a free loopback port,
-a generated TOML config, ``syncd -c FILE --once`` as a subprocess, and the SQLite mirror read
-back with the standard library. Nothing is imported from ``syncd`` itself.
+Everything here runs the way an operator would: ``syncd emulator`` on a free loopback port
+(:mod:`tests.support.emulator`), a generated TOML config, ``syncd -c FILE --once`` as a
+subprocess, and the SQLite mirror read back with the standard library
+(:mod:`tests.support.mirror`). Nothing is imported from ``syncd`` itself.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import selectors
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SYNCD = [sys.executable, "-m", "syncd"]
-#: Environment variables syncd reads; tests must not inherit them from the caller.
-SYNCD_ENV = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM")
-READY_TIMEOUT = 60.0
+from tests.support import config as config_files
+from tests.support.emulator import SYNCD, EmulatorProcess
+from tests.support.environment import clean_env
+from tests.support.mirror import differences, mirror_entries, query, scalar, truth_entries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SYNCD_ENV}
-    env.update(extra or {})
-    return env
-
-
-# --------------------------------------------------------------------------- the emulator
-
-
-class ControlError(AssertionError):
-    """The control API answered with an error status."""
-
-
-class Emulator:
-    """``syncd emulator`` as a subprocess, with helpers for its control API.
-
-    ``Emulator.start("--entries", "500", ...)`` waits for the ``emulator_ready`` line;
-    :meth:`stop` sends SIGTERM and waits for a clean exit.
-    """
-
-    def __init__(self, process: subprocess.Popen[str], ready: dict[str, str], log: Path) -> None:
-        self.process = process
-        self.ready = ready
-        self.url: str = ready["url"]
-        self.api_url: str = ready["api_url"]
-        self.app_url: str = ready["app_url"]
-        self.log = log
-        self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
-        self._drain.start()
-
-    @classmethod
-    def start(cls, *args: str, log: Path, api_key: str = "k") -> Emulator:
-        """Start an emulator with ``args`` (``--port 0`` and ``--api-key`` are added)."""
-        argv = [*SYNCD, "emulator", "--port", "0", "--api-key", api_key, *args]
-        errors = log.open("w", encoding="utf-8")
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=clean_env()
-        )
-        errors.close()
-        try:
-            ready = _read_ready_line(process, READY_TIMEOUT)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        return cls(process, ready, log)
-
-    def _drain_stdout(self) -> None:
-        assert self.process.stdout is not None
-        for _ in self.process.stdout:  # keep the pipe from filling up
-            pass
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then wait; returns the exit status (kills if it does not stop)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    # -- control API --------------------------------------------------------------------
-
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise ControlError(f"{method} {path}: HTTP {exc.code} {exc.read()[:500]!r}") from exc
-        return json.loads(raw) if raw else None
-
-    def workspaces(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/__emulator/workspaces")
-
-    def workspace_ids(self) -> list[str]:
-        return [w["id"] for w in self.workspaces()]
-
-    def truth(self, workspace_id: str, **filters: str) -> list[dict[str, Any]]:
-        """Every entry of the workspace in the find shape (the emulator's truth)."""
-        query = urllib.parse.urlencode({"workspace_id": workspace_id, **filters})
-        return self.request("GET", f"/__emulator/time-entries?{query}")
-
-    def entry(self, entry_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/__emulator/time-entries/{entry_id}")
-
-    def edit(self, entry_id: str, **fields: Any) -> dict[str, Any]:
-        return self.request("PATCH", f"/__emulator/time-entries/{entry_id}", fields)
-
-    def delete(self, entry_id: str) -> Any:
-        return self.request("DELETE", f"/__emulator/time-entries/{entry_id}")
-
-    def create(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.request("POST", "/__emulator/time-entries", entries)
-
-    def start_timer(self, **body: Any) -> dict[str, Any]:
-        return self.request("POST", "/__emulator/timers/start", body)
-
-    def stop_timer(self, **body: Any) -> dict[str, Any]:
-        return self.request("POST", "/__emulator/timers/stop", body)
-
-    def fault(self, **body: Any) -> Any:
-        return self.request("POST", "/__emulator/faults", body)
-
-    def clear_faults(self) -> Any:
-        return self.request("DELETE", "/__emulator/faults")
-
-    def stats(self) -> dict[str, Any]:
-        return self.request("GET", "/__emulator/stats")
-
-    def key_stats(self, key: str = "k") -> dict[str, Any]:
-        return self.stats()["keys"].get(key, {})
-
-    def reset_stats(self) -> Any:
-        return self.request("POST", "/__emulator/stats/reset", {})
-
-
-def _read_ready_line(process: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(process.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise AssertionError(f"the emulator printed nothing within {timeout} s")
-    line = process.stdout.readline()
-    if not line:
-        raise AssertionError(f"the emulator exited early (status {process.wait()})")
-    ready = json.loads(line)
-    assert ready.get("event") == "emulator_ready", line
-    return ready
 
 
 # --------------------------------------------------------------------------- syncd --once
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
 def write_config(
     directory: Path,
-    emulator: Emulator,
+    emulator: EmulatorProcess,
     *,
     key: str = "k",
     database: str | Path = "mirror.sqlite",
     name: str = "syncd.toml",
     **sections: Mapping[str, Any],
 ) -> Path:
-    """Write a config pointing at ``emulator``; ``sections`` add keys, e.g. ``sync={...}``."""
-    merged: dict[str, dict[str, Any]] = {
-        "api": {"url": emulator.api_url, "app_url": emulator.app_url, "key": key},
-        "database": {"path": str(database)},
-        "logging": {"format": "json"},
-    }
-    for section, values in sections.items():
-        merged.setdefault(section, {}).update(values)
-    lines: list[str] = []
-    for section, values in merged.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    path = directory / name
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    """Writes ``name`` in ``directory``: a config for ``emulator`` and ``key``, the mirror at
+    ``database``; ``sections`` add keys, e.g. ``sync={...}``. Returns its path."""
+    base = config_files.emulator_sections(emulator, key=key, database=database)
+    merged = config_files.merge(base, sections)
+    return config_files.write_config(directory / name, merged)
 
 
 def database_of(config: Path) -> Path:
@@ -312,151 +146,6 @@ class OnceProcess:
 
 # --------------------------------------------------------------------------- the mirror
 
-ENTRY_FIELDS = (
-    "id",
-    "workspace_id",
-    "date",
-    "start_time",
-    "end_time",
-    "duration_seconds",
-    "description",
-    "billable",
-    "manually_entered",
-    "team_member_id",
-    "team_member_name",
-    "project_id",
-    "project_name",
-    "client_id",
-    "client_name",
-    "task_id",
-    "task_name",
-    "created_at",
-    "updated_at",
-    "tags",
-)
-
-
-def connect(db: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    conn = connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def scalar(db: Path, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    rows = query(db, sql, params)
-    return rows[0][0] if rows else None
-
-
-def mirror_entries(
-    db: Path, workspace_id: str | None = None, *, live: bool | None = True
-) -> dict[str, dict[str, Any]]:
-    """Entries of the mirror in the comparison shape, by id (``live=None``: all rows)."""
-    where, params = [], []
-    if workspace_id is not None:
-        where.append("e.workspace_id = ?")
-        params.append(workspace_id)
-    if live is True:
-        where.append("e.deleted_at IS NULL")
-    elif live is False:
-        where.append("e.deleted_at IS NOT NULL")
-    sql = "SELECT e.* FROM time_entries AS e" + (" WHERE " + " AND ".join(where) if where else "")
-    conn = connect(db)
-    try:
-        rows = conn.execute(sql, params).fetchall()
-        tags: dict[str, list[tuple[str, str | None, str | None]]] = {}
-        for entry_id, tag_id, name, color in conn.execute(
-            "SELECT l.time_entry_id, t.id, t.name, t.color FROM time_entry_tags AS l "
-            "LEFT JOIN tags AS t ON t.id = l.tag_id"
-        ):
-            tags.setdefault(entry_id, []).append((tag_id, name, color))
-    finally:
-        conn.close()
-    result = {}
-    for row in rows:
-        item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
-        item["tags"] = sorted(tags.get(row["id"], []))
-        item["deleted_at"] = row["deleted_at"]
-        result[row["id"]] = item
-    return result
-
-
-def _bool(value: Any) -> int:
-    if isinstance(value, str):
-        return int(value.lower() == "true")
-    return int(bool(value))
-
-
-def truth_shape(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One find-shaped emulator entry in the mirror's column shape."""
-    return {
-        "id": entry["id"],
-        "workspace_id": entry["workspace_id"],
-        "date": entry["date"][:10],
-        "start_time": entry["start_time"],
-        "end_time": entry["end_time"],
-        "duration_seconds": entry["duration"],
-        "description": entry["description"] or "",
-        "billable": _bool(entry["billable"]),
-        "manually_entered": _bool(entry["manually_entered"]),
-        "team_member_id": entry["team_member_id"],
-        "team_member_name": entry["team_member_name"],
-        "project_id": entry["project_id"],
-        "project_name": entry["project_name"],
-        "client_id": entry["client_id"],
-        "client_name": entry["client_name"],
-        "task_id": entry["task_id"],
-        "task_name": entry["task_name"],
-        "created_at": entry["createdAt"],
-        "updated_at": entry["updatedAt"],
-        "tags": sorted((t["id"], t["name"], t.get("color")) for t in entry.get("tags") or []),
-    }
-
-
-def truth_entries(emulator: Emulator, workspace_id: str) -> dict[str, dict[str, Any]]:
-    return {e["id"]: truth_shape(e) for e in emulator.truth(workspace_id)}
-
-
-def differences(
-    truth: Mapping[str, Mapping[str, Any]], mirror: Mapping[str, Mapping[str, Any]], limit: int = 10
-) -> list[str]:
-    """Human-readable differences between truth and the live mirror (empty when equal)."""
-    problems = []
-    for missing in sorted(set(truth) - set(mirror))[:limit]:
-        problems.append(f"missing from the mirror: {missing} ({truth[missing]['date']})")
-    for extra in sorted(set(mirror) - set(truth))[:limit]:
-        problems.append(f"live in the mirror but not upstream: {extra} ({mirror[extra]['date']})")
-    for entry_id in sorted(set(truth) & set(mirror)):
-        for key in ENTRY_FIELDS:
-            if truth[entry_id][key] != mirror[entry_id][key]:
-                problems.append(
-                    f"{entry_id}.{key}: upstream {truth[entry_id][key]!r}, "
-                    f"mirror {mirror[entry_id][key]!r}"
-                )
-        if len(problems) > 3 * limit:
-            break
-    return problems
-
-
-def assert_mirror_equals_truth(emulator: Emulator, db: Path) -> dict[str, dict[str, Any]]:
-    """Every workspace's live mirror equals the emulator's truth, field by field."""
-    everything: dict[str, dict[str, Any]] = {}
-    for workspace_id in emulator.workspace_ids():
-        truth = truth_entries(emulator, workspace_id)
-        mirror = mirror_entries(db, workspace_id)
-        problems = differences(truth, mirror)
-        assert not problems, f"workspace {workspace_id}:\n" + "\n".join(problems)
-        everything.update(truth)
-    return everything
-
-
 FIND_PATH = "/api/integrations/zapier/triggers/time-entries/find"
 
 
@@ -476,7 +165,7 @@ def wait_for_scans(db: Path, count: int, *, source: str = "backfill", timeout: f
     raise AssertionError(f"only {seen} {source} windows committed within {timeout} s")
 
 
-def assert_committed_windows_hold_the_truth(emulator: Emulator, db: Path) -> int:
+def assert_committed_windows_hold_the_truth(emulator: EmulatorProcess, db: Path) -> int:
     """Whatever the mirror records as scanned is fully and exactly there.
 
     For every committed window scan, the live mirror entries dated inside it equal the

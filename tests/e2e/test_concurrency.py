@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from .harness import (
-    EXIT_OK,
-    OnceProcess,
-    assert_mirror_equals_truth,
-    database_of,
-    query,
-    write_config,
-)
+from tests.support.mirror import assert_mirror_equals_truth, query
+
+from .harness import EXIT_OK, OnceProcess, database_of, write_config
 
 PER_SECOND, PER_MINUTE = 3, 40
 

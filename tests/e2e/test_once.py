@@ -8,18 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .harness import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Emulator,
-    assert_mirror_equals_truth,
-    database_of,
-    mirror_entries,
-    query,
-    run_once,
-    scalar,
-    write_config,
-)
+from tests.support.emulator import EmulatorProcess
+from tests.support.mirror import assert_mirror_equals_truth, mirror_entries, query, scalar
+
+from .harness import EXIT_FAILED, EXIT_OK, database_of, run_once, write_config
 
 #: One run re-verifies all of history: every window is due within a day and, with no warm
 #: tier beyond the hot window, the sweep walks all history in windows of up to 92 days.
@@ -48,7 +40,7 @@ def day_at(days_ago: int, hour: int = 9) -> datetime:
     return today - timedelta(days=days_ago) + timedelta(hours=hour)
 
 
-def member_of(emulator: Emulator, workspace_id: str, *, idle: bool = True) -> dict[str, Any]:
+def member_of(emulator: EmulatorProcess, workspace_id: str, *, idle: bool = True) -> dict[str, Any]:
     (ws,) = [w for w in emulator.workspaces() if w["id"] == workspace_id]
     for member in ws["members"]:
         if not idle or member["running_entry_id"] is None:
@@ -138,7 +130,7 @@ def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
     before = assert_mirror_equals_truth(emulator, db)
 
     entries_a = sorted(
-        (e for e in emulator.truth(ws_a) if e["end_time"] is not None), key=lambda e: e["date"]
+        (e for e in emulator.entries(ws_a) if e["end_time"] is not None), key=lambda e: e["date"]
     )
     old, older, recent = entries_a[20], entries_a[40], entries_a[-3]
     # 1. an old entry edited in place (only the reconciliation slice can see it)
@@ -160,7 +152,7 @@ def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
     )
     # 4. silent deletes, old and recent, in both workspaces
     deleted = [entries_a[5]["id"], entries_a[60]["id"], entries_a[-2]["id"]]
-    deleted += [e["id"] for e in emulator.truth(ws_b)[10:13]]
+    deleted += [e["id"] for e in emulator.entries(ws_b)[10:13]]
     for entry_id in deleted:
         emulator.delete(entry_id)
     # 5. new entries, old and recent
@@ -172,7 +164,7 @@ def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
         ]
     )  # fmt: skip
     # 6. a running timer stopped
-    running = next(e for e in emulator.truth(ws_b) if e["end_time"] is None)
+    running = next(e for e in emulator.entries(ws_b) if e["end_time"] is None)
     emulator.stop_timer(workspace_id=ws_b, team_member_id=running["team_member_id"])
 
     second = run_once(config)
@@ -215,7 +207,7 @@ def test_entry_moved_before_the_oldest_known_date_is_found(tmp_path, start_emula
     (ws,) = emulator.workspace_ids()
     config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
     assert run_once(config).returncode == EXIT_OK
-    entry = next(e for e in emulator.truth(ws) if e["end_time"] is not None)
+    entry = next(e for e in emulator.entries(ws) if e["end_time"] is not None)
     start = day_at(400, hour=9)  # a year before the oldest seeded entry
     emulator.edit(
         entry["id"],
@@ -266,7 +258,7 @@ def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emul
     config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
     assert run_once(config).returncode == EXIT_OK
     db = database_of(config)
-    entries = emulator.truth(ws_a)
+    entries = emulator.entries(ws_a)
     cold = day_at(7).date().isoformat()
     doomed = [e["id"] for e in entries if e["date"][:10] < cold][: int(len(entries) * 0.8)]
     for entry_id in doomed:
@@ -305,7 +297,7 @@ def test_mass_delete_guard_holds_when_windows_are_small(tmp_path, start_emulator
     assert run_once(config).returncode == EXIT_OK
     db = database_of(config)
     live_before = scalar(db, "SELECT count(*) FROM time_entries WHERE deleted_at IS NULL")
-    entries = emulator.truth(ws)
+    entries = emulator.entries(ws)
     cold = day_at(7).date().isoformat()
     doomed = [e["id"] for e in entries if e["date"][:10] < cold][: int(len(entries) * 0.8)]
     for entry_id in doomed:

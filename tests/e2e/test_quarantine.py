@@ -12,18 +12,11 @@ import json
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-from .harness import (
-    EXIT_OK,
-    SYNCD,
-    clean_env,
-    database_of,
-    differences,
-    mirror_entries,
-    query,
-    run_once,
-    truth_entries,
-    write_config,
-)
+from tests.support.emulator import SYNCD
+from tests.support.environment import clean_env
+from tests.support.mirror import differences, mirror_entries, query, truth_entries
+
+from .harness import EXIT_OK, database_of, run_once, write_config
 
 HUGE = 10**23
 

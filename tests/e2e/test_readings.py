@@ -15,15 +15,10 @@ import sys
 
 import pytest
 
-from .harness import (
-    EXIT_OK,
-    assert_mirror_equals_truth,
-    clean_env,
-    database_of,
-    run_once,
-    scalar,
-    write_config,
-)
+from tests.support.environment import clean_env
+from tests.support.mirror import assert_mirror_equals_truth, scalar
+
+from .harness import EXIT_OK, database_of, run_once, write_config
 from .test_once import FULL_SWEEP, day_at, iso
 
 READINGS = [
@@ -61,7 +56,7 @@ def test_once_is_exact_under_every_reading(tmp_path, start_emulator, field, boun
         assert reading["cap"] == cap, reading
 
     entries = sorted(
-        (e for e in emulator.truth(ws_a) if e["end_time"] is not None), key=lambda e: e["date"]
+        (e for e in emulator.entries(ws_a) if e["end_time"] is not None), key=lambda e: e["date"]
     )
     emulator.edit(entries[10]["id"], description="edited long after")
     moved = day_at(90, hour=8)
@@ -71,7 +66,7 @@ def test_once_is_exact_under_every_reading(tmp_path, start_emulator, field, boun
         start_time=iso(moved),
         end_time=iso(moved.replace(hour=9)),
     )
-    for entry in (entries[3], entries[50], entries[-2], *emulator.truth(ws_b)[5:8]):
+    for entry in (entries[3], entries[50], entries[-2], *emulator.entries(ws_b)[5:8]):
         emulator.delete(entry["id"])
     emulator.create(
         [

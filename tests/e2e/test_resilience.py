@@ -5,17 +5,16 @@ from __future__ import annotations
 import signal
 import time
 
+from tests.support.mirror import assert_mirror_equals_truth, query, scalar
+
 from .harness import (
     EXIT_FAILED,
     EXIT_OK,
     FIND_PATH,
     OnceProcess,
     assert_committed_windows_hold_the_truth,
-    assert_mirror_equals_truth,
     database_of,
-    query,
     run_once,
-    scalar,
     wait_for_scans,
     write_config,
 )

@@ -1,0 +1,170 @@
+"""The mirror against the emulator's truth: both read into one shape and compared field by
+field. The mirror is read through read-only SQLite connections of the standard library."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .emulator import EmulatorProcess
+
+ENTRY_FIELDS = (
+    "id",
+    "workspace_id",
+    "date",
+    "start_time",
+    "end_time",
+    "duration_seconds",
+    "description",
+    "billable",
+    "manually_entered",
+    "team_member_id",
+    "team_member_name",
+    "project_id",
+    "project_name",
+    "client_id",
+    "client_name",
+    "task_id",
+    "task_name",
+    "created_at",
+    "updated_at",
+    "tags",
+)
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    """Returns a read-only connection to the mirror ``db`` with rows by column name."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Returns the rows ``sql`` selects from the mirror ``db``."""
+    conn = connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def scalar(db: Path, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """Returns the first column of the first row ``sql`` selects (None without rows)."""
+    rows = query(db, sql, params)
+    return rows[0][0] if rows else None
+
+
+def mirror_entries(
+    db: Path, workspace_id: str | None = None, *, live: bool | None = True
+) -> dict[str, dict[str, Any]]:
+    """Returns the mirror's entries in the comparison shape, by id: the live ones, the
+    tombstoned ones (``live=False``) or all (``live=None``)."""
+    where, params = [], []
+    if workspace_id is not None:
+        where.append("e.workspace_id = ?")
+        params.append(workspace_id)
+    if live is True:
+        where.append("e.deleted_at IS NULL")
+    elif live is False:
+        where.append("e.deleted_at IS NOT NULL")
+    sql = "SELECT e.* FROM time_entries AS e" + (" WHERE " + " AND ".join(where) if where else "")
+    conn = connect(db)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+        tags: dict[str, list[tuple[str, str | None, str | None]]] = {}
+        for entry_id, tag_id, name, color in conn.execute(
+            "SELECT l.time_entry_id, t.id, t.name, t.color FROM time_entry_tags AS l "
+            "LEFT JOIN tags AS t ON t.id = l.tag_id"
+        ):
+            tags.setdefault(entry_id, []).append((tag_id, name, color))
+    finally:
+        conn.close()
+    result = {}
+    for row in rows:
+        item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
+        item["tags"] = sorted(tags.get(row["id"], []))
+        item["deleted_at"] = row["deleted_at"]
+        result[row["id"]] = item
+    return result
+
+
+def _bool(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value.lower() == "true")
+    return int(bool(value))
+
+
+def truth_shape(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns one find-shaped emulator entry in the mirror's column shape."""
+    return {
+        "id": entry["id"],
+        "workspace_id": entry["workspace_id"],
+        "date": entry["date"][:10],
+        "start_time": entry["start_time"],
+        "end_time": entry["end_time"],
+        "duration_seconds": entry["duration"],
+        "description": entry["description"] or "",
+        "billable": _bool(entry["billable"]),
+        "manually_entered": _bool(entry["manually_entered"]),
+        "team_member_id": entry["team_member_id"],
+        "team_member_name": entry["team_member_name"],
+        "project_id": entry["project_id"],
+        "project_name": entry["project_name"],
+        "client_id": entry["client_id"],
+        "client_name": entry["client_name"],
+        "task_id": entry["task_id"],
+        "task_name": entry["task_name"],
+        "created_at": entry["createdAt"],
+        "updated_at": entry["updatedAt"],
+        "tags": sorted((t["id"], t["name"], t.get("color")) for t in entry.get("tags") or []),
+    }
+
+
+def truth_entries(
+    emulator: EmulatorProcess, workspace_id: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Returns the emulator's entries (of one workspace, or of all) in the mirror's shape."""
+    if workspace_id is None:
+        return {i: truth_shape(e) for i, e in emulator.truth().items()}
+    return {e["id"]: truth_shape(e) for e in emulator.entries(workspace_id)}
+
+
+def differences(
+    truth: Mapping[str, Mapping[str, Any]],
+    mirror: Mapping[str, Mapping[str, Any]],
+    limit: int = 10,
+    fields: tuple[str, ...] = ENTRY_FIELDS,
+) -> list[str]:
+    """Returns how the live mirror differs from the truth, one line per difference (empty
+    when equal): entries missing or extra, and each of ``fields`` that differs."""
+    problems = []
+    for missing in sorted(set(truth) - set(mirror))[:limit]:
+        problems.append(f"missing from the mirror: {missing} ({truth[missing]['date']})")
+    for extra in sorted(set(mirror) - set(truth))[:limit]:
+        problems.append(f"live in the mirror but not upstream: {extra} ({mirror[extra]['date']})")
+    for entry_id in sorted(set(truth) & set(mirror)):
+        for key in fields:
+            if truth[entry_id][key] != mirror[entry_id][key]:
+                problems.append(
+                    f"{entry_id}.{key}: upstream {truth[entry_id][key]!r}, "
+                    f"mirror {mirror[entry_id][key]!r}"
+                )
+        if len(problems) > 3 * limit:
+            break
+    return problems
+
+
+def assert_mirror_equals_truth(emulator: EmulatorProcess, db: Path) -> dict[str, dict[str, Any]]:
+    """Returns the truth of every workspace after checking the live mirror equals it.
+
+    Raises AssertionError naming the differences of the first workspace that differs.
+    """
+    everything: dict[str, dict[str, Any]] = {}
+    for workspace_id in emulator.workspace_ids():
+        truth = truth_entries(emulator, workspace_id)
+        problems = differences(truth, mirror_entries(db, workspace_id))
+        assert not problems, f"workspace {workspace_id}:\n" + "\n".join(problems)
+        everything.update(truth)
+    return everything
