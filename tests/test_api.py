@@ -21,7 +21,7 @@ from syncd.errors import (
     ResponseError,
     ServerError,
 )
-from syncd.records import EventKind, Ref, sent_count
+from syncd.records import ENTRY_EVENTS, EventKind, Ref, sent_count
 from syncd.store.rows import row_of
 
 KEY = "secret-key-123"
@@ -566,6 +566,7 @@ def test_webhook_kind_from_header(kind):
     event = api.parse_webhook_event(headers, _body(payload))
     assert event.kind is kind
     assert event.delivery_id == "d-1"
+    assert (event.entry is not None) is (kind in ENTRY_EVENTS)  # the entry events carry one
 
 
 def test_extension_events():
