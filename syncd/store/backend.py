@@ -19,7 +19,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import psycopg
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, DatabaseError, PostgresqlDatabase, SqliteDatabase
 from psycopg import conninfo
 
 from syncd.errors import ConfigError, StoreError
@@ -94,7 +94,7 @@ def open_postgres(url: str, *, connect_timeout: float = 10.0) -> PostgresqlDatab
     db = PostgresqlDatabase(target, prefer_psycopg3=True, **params)
     try:
         db.connect()
-    except Exception as exc:
+    except (DatabaseError, psycopg.Error) as exc:
         detail = " ".join(str(exc).split())
         raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {detail}") from exc
     return db

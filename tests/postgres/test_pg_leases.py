@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,29 +25,47 @@ SQLITE_LEASES_DDL = """
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Database]]:
+    """Opens another connection to one database holding the ``leases`` table."""
+    opened: list[Database] = []
     if request.param == "sqlite":
-        database: Database = SqliteDatabase(
-            str(tmp_path / "leases.sqlite"), timeout=10, pragmas={"journal_mode": "wal"}
-        )
-        database.connect()
-        database.execute_sql(SQLITE_LEASES_DDL)
+        path = str(tmp_path / "leases.sqlite")
+
+        def open_one() -> Database:
+            database = SqliteDatabase(path, timeout=10, pragmas={"journal_mode": "wal"})
+            database.connect()
+            opened.append(database)
+            return database
+
+        open_one().execute_sql(SQLITE_LEASES_DDL)
     else:
-        database = open_postgres(request.getfixturevalue("postgres_url"))
-        pg_schema.migrate(database)
+        url = request.getfixturevalue("postgres_url")
+
+        def open_one() -> Database:
+            opened.append(open_postgres(url))
+            return opened[-1]
+
+        pg_schema.migrate(open_one())
     try:
-        yield database
+        yield open_one
     finally:
-        database.close()
+        for database in opened:
+            database.close()
 
 
-def test_two_holders_contend_and_one_wins(db: Database) -> None:
-    leases = Leases(db)
-    assert leases.acquire("subscription", "a", 30)
-    assert not leases.acquire("subscription", "b", 30)
-    (lease,) = leases.holders()
+@pytest.fixture
+def db(connect: Callable[[], Database]) -> Database:
+    return connect()
+
+
+def test_two_holders_contend_and_one_wins(connect: Callable[[], Database]) -> None:
+    a, b = Leases(connect()), Leases(connect())
+    assert a.acquire("subscription", "a", 30)
+    assert not b.acquire("subscription", "b", 30)
+    assert a.acquire("subscription", "a", 30), "the holder renews"
+    (lease,) = b.holders()
     assert (lease.name, lease.holder) == ("subscription", "a")
-    assert 29 < lease.expires_at - lease.acquired_at <= 30.01
+    assert 30 <= lease.expires_at - lease.acquired_at < 35, "renewed for 30 s from now"
     assert abs(lease.acquired_at - time.time()) < 5, "epoch seconds by the database's clock"
 
 
