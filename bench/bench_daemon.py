@@ -25,12 +25,10 @@ import asyncio
 import json
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,7 +41,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SYNCD = [sys.executable, "-m", "syncd"]
+from tests.support import config as config_files
+from tests.support.emulator import SYNCD, EmulatorProcess
+from tests.support.net import free_port
+
 KEY = "bench-key"
 SEED_ARGS = ["--seed", "42", "--workspaces", "2", "--entries", "2000", "--days", "200"]
 
@@ -55,12 +56,6 @@ def out(name: str, value: Any) -> None:
 # ------------------------------------------------------------------------------ processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http(method: str, url: str, body: Any = None, timeout: float = 30) -> Any:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -70,48 +65,23 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30) -> Any:
     return json.loads(raw) if raw else None
 
 
-class Emulator:
-    def __init__(self, *extra: str, log: Path) -> None:
-        args = [*SYNCD, "emulator", "--port", "0", *SEED_ARGS, "--api-key", KEY]
-        args += ["--allow-http-webhooks", *extra]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("{"):
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.url = json.loads(line)["url"]
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        return http(method, f"{self.url}/__emulator{path}", body)
-
-    def workspace_ids(self) -> list[str]:
-        return [w["id"] for w in self.control("GET", "/workspaces")]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(15)
+def start_emulator(*extra: str, log: Path) -> EmulatorProcess:
+    """Returns the seeded emulator run with ``extra``, delivering webhooks over plain HTTP."""
+    return EmulatorProcess.start(
+        *SEED_ARGS, "--allow-http-webhooks", *extra, api_keys=(KEY,), log=log
+    )
 
 
-def write_config(workdir: Path, emu: Emulator, port: int, **sections: dict[str, Any]) -> Path:
-    config = {
-        "api": {"url": f"{emu.url}/v1", "app_url": emu.url, "key": KEY},
-        "database": {"path": str(workdir / "mirror.sqlite")},
-        "webhooks": {
-            "listen": f"127.0.0.1:{port}",
-            "public_url": f"http://127.0.0.1:{port}",
-        },
-        "logging": {"format": "json", "level": "warning"},
-    }
-    for name, values in sections.items():
-        config.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in config.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path = workdir / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def write_config(
+    workdir: Path, emu: EmulatorProcess, port: int, **sections: dict[str, Any]
+) -> Path:
+    """Writes ``config.toml`` in ``workdir``: ``emu``'s API, a listener on ``port`` that
+    subscribes itself, warnings only; ``sections`` add keys."""
+    base = config_files.emulator_sections(emu, key=KEY, database=workdir / "mirror.sqlite")
+    base["webhooks"] = {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"}
+    base["logging"]["level"] = "warning"
+    merged = config_files.merge(base, sections)
+    return config_files.write_config(workdir / "config.toml", merged)
 
 
 class Daemon:
@@ -181,7 +151,7 @@ def bench_push_latency(root: Path, events: int) -> None:
     print("# push latency: control action -> row visible to a read-only SQLite reader")
     workdir = root / "push"
     workdir.mkdir()
-    emu = Emulator(log=workdir / "emulator.log")
+    emu = start_emulator(log=workdir / "emulator.log")
     port = free_port()
     daemon = Daemon(write_config(workdir, emu, port), port, workdir)
     conn = daemon.connect()
@@ -249,7 +219,7 @@ def bench_silent_changes(root: Path, changes: int, interval: int) -> None:
     print(f"# silent change: edit/delete without any event, hot-window interval {interval}s")
     workdir = root / "silent"
     workdir.mkdir()
-    emu = Emulator(log=workdir / "emulator.log")
+    emu = start_emulator(log=workdir / "emulator.log")
     port = free_port()
     # A large per_day so the plan keeps the configured interval (it would stretch a 10 s
     # poll of 2 workspaces under the 10,000/day quota); the emulator keeps its 10/s, 100/min.
@@ -344,7 +314,7 @@ class VirtualTime:
     the sync engine and the emulator's rate-limit windows all see the same instant.
     """
 
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: EmulatorProcess) -> None:
         self.emu = emu
         self.advanced = 0.0
         self.slept = 0.0
@@ -420,7 +390,7 @@ class SilentChanges:
     webhook), in turn across the hot, warm and cold ages; each is timed until the mirror
     shows it."""
 
-    def __init__(self, emu: Emulator, db: Path, day: datetime, rng: random.Random) -> None:
+    def __init__(self, emu: EmulatorProcess, db: Path, day: datetime, rng: random.Random) -> None:
         self.emu, self.db, self.day, self.rng = emu, db, day, rng
         self.entries = [
             e
@@ -552,7 +522,7 @@ async def simulate_day(
     workdir = root / "day"
     workdir.mkdir()
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    emu = Emulator(
+    emu = start_emulator(
         "--now", (day + timedelta(seconds=5)).isoformat(), *(seed or []), log=workdir / "emu.log"
     )
     port = free_port()

@@ -20,12 +20,14 @@ import json
 import sqlite3
 import sys
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sync import KEY, Emulator, run_once, write_config
+from bench_sync import KEY, run_once, start_emulator, write_syncd_config
+
+from tests.support.emulator import EmulatorProcess
+from tests.support.mirror import mirror_entries, truth_entries
 
 READINGS = {
     "default": [],
@@ -34,19 +36,17 @@ READINGS = {
 }
 
 
-def divergence(emulator: Emulator, db: Path) -> tuple[int, int, int]:
-    """(missing, stale, wrongly live) entries of the mirror against the emulator's truth."""
-    truth: dict[str, str] = {}
-    for workspace in emulator.get("/__emulator/workspaces"):
-        query = urllib.parse.urlencode({"workspace_id": workspace["id"]})
-        for entry in emulator.get(f"/__emulator/time-entries?{query}"):
-            truth[entry["id"]] = entry["updatedAt"]
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        live = dict(
-            conn.execute("SELECT id, updated_at FROM time_entries WHERE deleted_at IS NULL")
-        )
+def divergence(emulator: EmulatorProcess, db: Path) -> tuple[int, int, int]:
+    """(missing, stale, wrongly live) entries of the mirror against the emulator's truth;
+    stale: live in both, but some field differs."""
+    truth = truth_entries(emulator)
+    live = mirror_entries(db)
     missing = sum(1 for i in truth if i not in live)
-    stale = sum(1 for i, at in truth.items() if i in live and live[i] != at)
+    stale = sum(
+        1
+        for i, entry in truth.items()
+        if i in live and any(live[i][k] != v for k, v in entry.items())
+    )
     extra = sum(1 for i in live if i not in truth)
     return missing, stale, extra
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, switches in READINGS.items():
         with tempfile.TemporaryDirectory(prefix="bench-readings-") as tmp:
             work = Path(tmp)
-            emulator = Emulator(
+            emulator = start_emulator(
                 [
                     "--seed", str(args.seed), "--workspaces", str(args.workspaces),
                     "--entries", str(args.entries), "--days", str(args.days), *switches,
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                 work / "emulator.log",
             )  # fmt: skip
             try:
-                config = write_config(work, emulator)
+                config = write_syncd_config(work, emulator)
                 summary, wall, rss = run_once(config, work / "once.log")
-                stats = emulator.get("/__emulator/stats")["keys"][KEY]
+                stats = emulator.stats()["keys"][KEY]
                 db = work / "mirror.sqlite"
                 missing, stale, extra = divergence(emulator, db)
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

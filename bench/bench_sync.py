@@ -25,21 +25,23 @@ import itertools
 import json
 import math
 import os
-import selectors
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SYNCD = [sys.executable, "-m", "syncd"]
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the emulator process and config writer of tests/support
+
+from tests.support.config import emulator_sections, merge, write_config  # noqa: E402
+from tests.support.emulator import SYNCD, EmulatorProcess  # noqa: E402
+from tests.support.environment import clean_env  # noqa: E402
+
 KEY = "bench-key"
 LATENCY_KEY = "bench-key-latency"  # a key of its own: its budget and minute start empty
 #: Round-trip time added to every request in the latency run, as to a remote server.
@@ -53,11 +55,6 @@ BACKFILL_MINUTE_SHARE = 0.95
 #: The span syncd counts its per-second cap over (``syncd.store.budget.SECOND_SPAN``).
 SECOND_SPAN = 1.1
 REPLAYS = 3  # the write throughput is the median of this many replays
-
-
-def clean_env() -> dict[str, str]:
-    drop = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM")
-    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def min_seconds(
@@ -82,73 +79,21 @@ def effective(limit: int) -> int:
     return max(1, math.floor(limit * (1 - SAFETY_MARGIN) + 1e-9))
 
 
-class Emulator:
-    def __init__(self, args: list[str], log: Path) -> None:
-        keys = ["--api-key", KEY, "--api-key", LATENCY_KEY]
-        with log.open("w") as errors:
-            self.process = subprocess.Popen(
-                [*SYNCD, "emulator", "--port", "0", *keys, *args],
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-                env=clean_env(),
-            )
-        assert self.process.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.process.stdout, selectors.EVENT_READ)
-            if not sel.select(300):
-                raise SystemExit("the emulator did not start within 300 s")
-        self.ready = json.loads(self.process.stdout.readline())
-        self.url = self.ready["url"]
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=60) as resp:
-            return json.loads(resp.read())
-
-    def post(self, path: str, body: Any) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return json.loads(resp.read())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def start_emulator(args: list[str], log: Path) -> EmulatorProcess:
+    """Returns the emulator run with ``args``, accepting both benchmark keys."""
+    return EmulatorProcess.start(*args, api_keys=(KEY, LATENCY_KEY), log=log, ready_timeout=300)
 
 
-def write_config(directory: Path, emulator: Emulator, key: str = KEY) -> Path:
-    config = directory / "syncd.toml"
-    config.write_text(
-        "\n".join(
-            [
-                "[api]",
-                f'url = "{emulator.ready["api_url"]}"',
-                f'app_url = "{emulator.ready["app_url"]}"',
-                f'key = "{key}"',
-                "[database]",
-                f'path = "{directory / "mirror.sqlite"}"',
-                "[limits]",
-                f"per_second = {PER_SECOND}",
-                f"per_minute = {PER_MINUTE}",
-                f"per_day = {PER_DAY}",
-                f"safety_margin = {SAFETY_MARGIN}",
-                "[logging]",
-                'format = "json"',
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
-    return config
+def write_syncd_config(directory: Path, emulator: EmulatorProcess, key: str = KEY) -> Path:
+    """Writes ``syncd.toml`` in ``directory`` for ``emulator`` with the upstream's limits."""
+    limits = {
+        "per_second": PER_SECOND,
+        "per_minute": PER_MINUTE,
+        "per_day": PER_DAY,
+        "safety_margin": SAFETY_MARGIN,
+    }
+    sections = emulator_sections(emulator, key=key, database=directory / "mirror.sqlite")
+    return write_config(directory / "syncd.toml", merge(sections, {"limits": limits}))
 
 
 def run_once(config: Path, log: Path, *extra: str) -> tuple[dict[str, Any], float, int]:
@@ -290,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(ROOT / "syncd", quiet=1)
 
     work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
-    emulator = Emulator(
+    emulator = start_emulator(
         [
             "--seed", str(args.seed), "--workspaces", str(args.workspaces),
             "--entries", str(args.entries), "--days", str(args.days),
@@ -298,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         work / "emulator.log",
     )  # fmt: skip
     try:
-        config = write_config(work, emulator)
+        config = write_syncd_config(work, emulator)
         db = work / "mirror.sqlite"
-        truth = sum(w["time_entry_count"] for w in emulator.get("/__emulator/workspaces"))
+        truth = sum(w["time_entry_count"] for w in emulator.workspaces())
 
         summary, wall, rss = run_once(config, work / "first.log")
-        stats = emulator.get("/__emulator/stats")["keys"][KEY]
+        stats = emulator.stats()["keys"][KEY]
         requests = summary["requests"]
         raw_min = min_seconds(requests, PER_SECOND, PER_MINUTE)
         eff_s, eff_m = effective(PER_SECOND), effective(PER_MINUTE)
@@ -408,11 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         # request (a delay fault), on a key of its own.
         far = work / "latency"
         far.mkdir()
-        emulator.post(
-            "/__emulator/faults",
-            {"kind": "delay", "seconds": LATENCY_SECONDS, "count": 10 * requests},
-        )
-        slow, wall3, _ = run_once(write_config(far, emulator, LATENCY_KEY), far / "run.log")
+        emulator.fault(kind="delay", seconds=LATENCY_SECONDS, count=10 * requests)
+        slow, wall3, _ = run_once(write_syncd_config(far, emulator, LATENCY_KEY), far / "run.log")
         print(
             f"latency_{LATENCY_SECONDS * 1000:.0f}ms_backfill_wall_seconds: {wall3:.1f} "
             f"({slow['requests']} requests, {slow['rate_limited']} 429s; "
