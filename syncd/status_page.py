@@ -1,7 +1,7 @@
 """The status page: one self-contained HTML document about the mirror and the daemon.
 
 Served at ``GET /`` on the daemon's listener and written by ``syncd status --html FILE``.
-It is built from :func:`syncd.status.describe_status` plus a few read-only queries
+It is built from the typed :func:`syncd.status.describe_status` plus a few read-only queries
 (``syncd.store.pagequeries``) and rendered with the Jinja2 templates in
 ``syncd/templates/``: inline CSS and SVG, no script, no external resource. It never shows a
 secret: the API key, the webhook secret and the webhook token are masked in the finished
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import markupsafe
 from syncd import __version__
 from syncd.config import Config
 from syncd.errors import NoDatabase, UsageError
-from syncd.status import describe_status
+from syncd.status import MirrorStatus, describe_status
 from syncd.store import Store
 from syncd.store import pagequeries as q
 
@@ -53,18 +54,6 @@ def page_data(
     (None when the page is written outside the daemon). Raises ``StoreError``."""
     status = describe_status(config, store)
     counts, timers = q.running_timers(store, LIST_LIMIT)
-    for workspace in status["workspaces"]:
-        workspace["running_timers"] = counts.get(workspace["id"], 0)
-        workspace["hot_age"] = ago(workspace.get("last_hot_scan_at"), now)
-        workspace["reconcile_age"] = ago(workspace.get("last_reconcile_at"), now)
-        workspace["tiers"] = tier_freshness(
-            workspace.get("verified_age_seconds") or {}, (status.get("plan") or {}).get("tiers")
-        )
-        workspace["backfill"] = (
-            "complete"
-            if workspace.get("backfill_complete")
-            else f"in progress, back to {workspace.get('backfill_before') or 'today'}"
-        )
     per_hour = q.requests_per_hour(store, now.timestamp(), 24)
     today = now.date()
     since = today - timedelta(days=HISTORY_DAYS - 1)
@@ -76,7 +65,7 @@ def page_data(
         "version": __version__,
         "generated_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "database": str(config.database.path),
-        "status": status,
+        "status": status.as_json() | {"workspaces": workspace_cards(status, counts, now)},
         "health": health,
         "running_timers": timers,
         "total_running": sum(counts.values()),
@@ -89,6 +78,8 @@ def page_data(
             "per_minute": config.limits.per_minute,
             "per_day": config.limits.per_day,
         },
+        # The budget's effective daily limit (margin applied) when a key is configured.
+        "daily_limit": (status.budget.per_day if status.budget else 0) or config.limits.per_day,
         "hours_per_day": [
             {"day": day, "hours": hours.get(day, 0.0)}
             for day in ((since + timedelta(days=i)).isoformat() for i in range(HISTORY_DAYS))
@@ -96,14 +87,37 @@ def page_data(
     }
 
 
+def workspace_cards(
+    status: MirrorStatus, running: dict[str, int], now: datetime
+) -> list[dict[str, Any]]:
+    """Per workspace, what its card shows: the ``status --json`` fields and, in words, its
+    running timers (``running``: per workspace id), scan ages, tiers and backfill."""
+    periods = status.plan.tier_periods() if status.plan is not None else {}
+    cards = []
+    for workspace in status.workspaces:
+        progress = workspace.progress
+        cards.append(
+            workspace.as_json()
+            | {
+                "running_timers": running.get(workspace.id, 0),
+                "hot_age": ago(progress.last_hot_scan_at, now),
+                "reconcile_age": ago(progress.last_reconcile_at, now),
+                "tiers": tier_freshness(workspace.verified_age_seconds, periods),
+                "backfill": (
+                    "complete"
+                    if progress.backfill_complete
+                    else f"in progress, back to {progress.backfill_before or 'today'}"
+                ),
+            }
+        )
+    return cards
+
+
 def render(data: dict[str, Any], *, secrets: tuple[str, ...] = ()) -> str:
     """The page's HTML for ``page_data``; every string of ``secrets`` is masked."""
     html = _ENV.get_template("status.html.j2").render(
         d=data,
-        requests_chart=requests_chart(
-            data["requests_per_hour"],
-            (data["status"].get("budget") or {}).get("per_day") or data["limits"]["per_day"],
-        ),
+        requests_chart=requests_chart(data["requests_per_hour"], data["daily_limit"]),
         hours_chart=hours_chart(data["hours_per_day"]),
     )
     return scrub(html, secrets)
@@ -198,14 +212,14 @@ TIERS = {"hot": "recent days", "warm": "recent weeks", "cold": "all history"}
 
 
 def tier_freshness(
-    ages: dict[str, int | None], plan_tiers: dict[str, Any] | None
+    ages: Mapping[str, int | None], periods: Mapping[str, float]
 ) -> list[dict[str, str]]:
     """Per tier, in words: what it covers, how long ago all of it was last verified and, when
-    the daemon's plan says, how often it is verified."""
+    the daemon's plan says (``periods``: seconds per tier), how often it is verified."""
     rows = []
     for tier in sorted(ages, key=lambda t: (list(TIERS).index(t) if t in TIERS else 99, t)):
         age = ages[tier]
-        period = ((plan_tiers or {}).get(tier) or {}).get("period_seconds")
+        period = periods.get(tier)
         rows.append(
             {
                 "tier": tier,

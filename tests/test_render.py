@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from syncd.cli.render import ago, count, duration, every, hours, status_text
-from syncd.records import Source, TimeEntry, WindowScan, Workspace
+from syncd.records import Source, TimeEntry, WindowScan, Workspace, WorkspaceState
+from syncd.status import DaemonPlan, MirrorStatus, WorkspaceStatus
 from syncd.store import Store
+from syncd.store.status_reads import RunRecord
 
 ACME = ("c-1", "Acme")
 
@@ -61,8 +63,6 @@ def window(entries: list[TimeEntry], date_from: str, date_to: str, *, ws: str = 
         entries=tuple(entries),
         source=Source.POLL,
         scanned_at="2024-06-01T00:00:00.000Z",
-        mass_delete_share=0.5,
-        mass_delete_min=10,
     )
 
 
@@ -170,27 +170,32 @@ def test_status_piped_is_plain_text_in_human_units(config: Path) -> None:
 
 def test_status_text_shows_lag_rates_and_sweep_progress_in_words() -> None:
     now = datetime(2026, 12, 4, 16, 9, 19, tzinfo=UTC)
-    data = {
-        "workspaces": [
-            {
-                "id": "ws-1",
-                "name": "Acme",
-                "live_entries": 29280,
-                "tombstoned_entries": 3,
-                "freshness_lag_seconds": 147,
-                "backfill_complete": True,
-                "oldest_date": "2025-12-04",
-                "reconcile_before": "2026-06-04",
-            }
-        ],
-        "plan": {
-            "poll_interval_seconds": 300.0,
-            "reconcile_interval_seconds": 11630.0,
-            "planned_per_day": 7123.3,
-            "daemon_budget": 9000,
-        },
-        "last_run": {"kind": "poll", "ok": True, "finished_at": "2026-12-04T16:05:19.000Z"},
-    }
+    data = MirrorStatus(
+        workspaces=(
+            WorkspaceStatus(
+                id="ws-1",
+                name="Acme",
+                progress=WorkspaceState(
+                    "ws-1",
+                    backfill_complete=True,
+                    oldest_date="2025-12-04",
+                    reconcile_before="2026-06-04",
+                ),
+                live_entries=29280,
+                tombstoned_entries=3,
+                freshness_lag_seconds=147,
+            ),
+        ),
+        plan=DaemonPlan(
+            poll_interval_seconds=300.0,
+            reconcile_interval_seconds=11630.0,
+            planned_per_day=7123.3,
+            daemon_budget=9000,
+        ),
+        last_run=RunRecord(
+            id=1, kind="poll", ok=True, started_at="", finished_at="2026-12-04T16:05:19.000Z"
+        ),
+    )
     columns, rows, lines = status_text(data, now=now)
     row = dict(zip(columns, rows[0], strict=True))
     assert row["live"] == "29,280"

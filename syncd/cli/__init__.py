@@ -52,8 +52,11 @@ from syncd.errors import (
 from syncd.log import SecretRedactor, configure_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from syncd.config import Config
     from syncd.records import RunReport
+    from syncd.status import MirrorStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -665,11 +668,11 @@ def status(state: CliState, as_json: bool, html_path: str | None) -> None:
         return
     from syncd.status import status as read_status
 
-    data = read_status(config)
+    mirror = read_status(config)
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(mirror.as_json(), indent=2, default=str))
     else:
-        print_status(data)
+        print_status(mirror)
 
 
 def _output_format_options(func: Any) -> Any:
@@ -960,11 +963,15 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
         out.write("(no rows)\n")
 
 
-def print_status(data: dict[str, Any], out: TextIO | None = None) -> None:
-    """Render ``syncd.status.status`` for people (see ``syncd.cli.render``)."""
+def print_status(status: MirrorStatus | Mapping[str, Any], out: TextIO | None = None) -> None:
+    """Render ``syncd.status.status`` for people (see ``syncd.cli.render``); a ``status
+    --json`` document is read with ``MirrorStatus.from_json`` first."""
     from syncd.cli.render import print_status as render_status
+    from syncd.status import MirrorStatus
 
-    render_status(data, out if out is not None else sys.stdout)
+    if not isinstance(status, MirrorStatus):
+        status = MirrorStatus.from_json(status)
+    render_status(status, out if out is not None else sys.stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

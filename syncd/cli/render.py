@@ -8,12 +8,14 @@ pipe or a file gets every column), durations and rates in human units. ``--json`
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from syncd.status import MirrorStatus, UpstreamReading, WorkspaceStatus
 
 # ----------------------------------------------------------------------------- human units
 
@@ -149,21 +151,22 @@ def write_table(
 # ----------------------------------------------------------------------------- status
 
 
-def _history(ws: dict[str, Any], today: date) -> str:
+def _history(ws: WorkspaceStatus) -> str:
     """The backfill: done back to the oldest entry, or how far back it has come."""
-    if ws.get("backfill_complete"):
-        oldest = ws.get("oldest_date")
-        return f"done, from {oldest}" if oldest else "done"
-    before = ws.get("backfill_before")
+    state = ws.progress
+    if state.backfill_complete:
+        return f"done, from {state.oldest_date}" if state.oldest_date else "done"
+    before = state.backfill_before
     return f"backfilling, at {before}" if before else "not started"
 
 
-def _sweep(ws: dict[str, Any], today: date) -> str:
+def _sweep(ws: WorkspaceStatus, today: date) -> str:
     """Where the reconciliation sweep is: the share of history below today it has re-verified
     in its current pass, and the date it has reached."""
-    if not ws.get("backfill_complete"):
+    state = ws.progress
+    if not state.backfill_complete:
         return "after the backfill"
-    cursor, oldest = ws.get("reconcile_before"), ws.get("oldest_date")
+    cursor, oldest = state.reconcile_before, state.oldest_date
     if not cursor or not oldest:
         return "not started"
     try:
@@ -175,114 +178,102 @@ def _sweep(ws: dict[str, Any], today: date) -> str:
     return f"{share(done, whole)} of history, at {cursor}"
 
 
-def status_text(data: dict[str, Any], *, now: datetime) -> tuple[list[str], list[list[str]], str]:
-    """The workspace table (columns, rows) and the lines below it, for ``data`` as
-    ``service.status`` returns it, at ``now`` (aware)."""
+def status_text(status: MirrorStatus, *, now: datetime) -> tuple[list[str], list[list[str]], str]:
+    """The workspace table (columns, rows) and the lines below it, for ``status`` at ``now``
+    (aware)."""
     today = now.astimezone(UTC).date()
     columns = ["workspace", "live", "deleted", "fresh", "history", "sweep"]
     rows = []
-    for ws in data.get("workspaces", []):
-        lag = ws.get("freshness_lag_seconds")
+    for ws in status.workspaces:
+        lag = ws.freshness_lag_seconds
         rows.append(
             [
-                str(ws.get("name") or ws.get("id")),
-                count(ws.get("live_entries", 0)),
-                count(ws.get("tombstoned_entries", 0)),
+                str(ws.name or ws.id),
+                count(ws.live_entries),
+                count(ws.tombstoned_entries),
                 "never synced" if lag is None else f"verified {ago(lag)}",
-                _history(ws, today),
+                _history(ws),
                 _sweep(ws, today),
             ]
         )
     lines: list[str] = []
-    budget = data.get("budget") or {}
-    if budget:
+    budget = status.budget
+    if budget is not None:
         lines.append(
-            f"budget: {count(budget.get('used_today', 0))} of "
-            f"{count(budget.get('per_day', 0), 'requests')} used today, "
-            f"{count(budget.get('used_this_minute', 0))} this minute"
-            + (
-                f", paused until {moment(budget['not_before'], now)}"
-                if budget.get("not_before")
-                else ""
-            )
+            f"budget: {count(budget.used_today)} of "
+            f"{count(budget.per_day, 'requests')} used today, "
+            f"{count(budget.used_this_minute)} this minute"
+            + (f", paused until {moment(str(budget.not_before), now)}" if budget.not_before else "")
         )
-    plan = data.get("plan")
-    if plan:
+    plan = status.plan
+    if plan is not None:
         lines.append(
-            f"plan: poll {every(plan.get('poll_interval_seconds'))}"
-            + (" (stretched to fit the quota)" if plan.get("poll_stretched") else "")
-            + f", reconcile {every(plan.get('reconcile_interval_seconds'))}, "
-            f"about {count(plan.get('planned_per_day'), 'requests/day')} "
-            f"of {count(plan.get('daemon_budget'))}"
+            f"plan: poll {every(plan.poll_interval_seconds)}"
+            + (" (stretched to fit the quota)" if plan.poll_stretched else "")
+            + f", reconcile {every(plan.reconcile_interval_seconds)}, "
+            f"about {count(plan.planned_per_day, 'requests/day')} "
+            f"of {count(plan.daemon_budget)}"
         )
-        lines.extend(f"plan warning: {w}" for w in plan.get("warnings") or [])
-    daemon = data.get("daemon")
-    if daemon:
-        state = "running" if daemon.get("running") else "stopped"
-        lines.append(
-            f"daemon: {state} (pid {daemon.get('pid')}, seen {moment(daemon.get('seen_at'), now)})"
-        )
-    hook = data.get("webhook_subscription")
+        lines.extend(f"plan warning: {w}" for w in plan.warnings)
+    daemon = status.daemon
+    if daemon is not None:
+        state = "running" if daemon.running else "stopped"
+        lines.append(f"daemon: {state} (pid {daemon.pid}, seen {moment(daemon.seen_at, now)})")
+    hook = status.webhook_subscription
     lines.append(
-        f"webhook subscription: {hook.get('status')} {hook.get('id')} "
-        f"(checked {moment(hook.get('checked_at'), now)})"
-        if hook
+        f"webhook subscription: {hook.status} {hook.id} (checked {moment(hook.checked_at, now)})"
+        if hook is not None
         else "webhook subscription: none"
     )
-    reading = data.get("upstream_reading") or {}
-    if reading:
-        lines.append(f"find window field: {reading.get('window_field')}")
-        for label, key in (
-            ("  because", "window_field_evidence"),
-            ("  but", "conflicting_evidence"),
-        ):
-            if reading.get(key):
-                lines.append(f"{label}: {_text(reading[key])}")
-        lines.append(f"find window bounds: {reading.get('bounds')}")
-        if reading.get("answer_cap"):
-            lines.append(
-                f"answer cap: {count(reading['answer_cap'], 'entries')} "
-                f"({_text(reading.get('answer_cap_evidence'))})"
-            )
-        if reading.get("timeout_above"):
-            lines.append(
-                f"answers time out above about {count(reading['timeout_above'], 'entries')} "
-                f"({_text(reading.get('timeout_evidence'))})"
-            )
-    quarantined = data.get("quarantined_entries")
-    if quarantined:
+    lines.extend(_reading_lines(status.upstream_reading))
+    if status.quarantined_entries:
         lines.append(
-            f"quarantined upstream entries: {count(quarantined)} "
+            f"quarantined upstream entries: {count(status.quarantined_entries)} "
             "(stored with fields cleared, or not at all; see the rejected_entries table)"
         )
-    events = data.get("webhook_events") or {}
-    if events:
+    if status.webhook_events:
         lines.append(
-            "webhook events: " + ", ".join(f"{k} {count(v)}" for k, v in sorted(events.items()))
+            "webhook events: "
+            + ", ".join(f"{k} {count(v)}" for k, v in sorted(status.webhook_events.items()))
         )
-    last = data.get("last_run")
-    if last:
+    last = status.last_run
+    if last is not None:
         lines.append(
-            f"last run: {last.get('kind')} {'ok' if last.get('ok') else 'FAILED'}, "
-            f"{moment(last.get('finished_at') or last.get('started_at'), now)}: "
-            f"{count(last.get('inserted', 0))} new, {count(last.get('updated', 0))} updated, "
-            f"{count(last.get('tombstoned', 0))} deleted, "
-            f"{count(last.get('requests', 0), 'requests')}"
-            + (f" ({last.get('error')})" if last.get("error") else "")
+            f"last run: {last.kind} {'ok' if last.ok else 'FAILED'}, "
+            f"{moment(last.finished_at or last.started_at, now)}: "
+            f"{count(last.inserted)} new, {count(last.updated)} updated, "
+            f"{count(last.tombstoned)} deleted, "
+            f"{count(last.requests, 'requests')}" + (f" ({last.error})" if last.error else "")
         )
     return columns, rows, "\n".join(lines) + "\n"
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
+def _reading_lines(reading: UpstreamReading) -> list[str]:
+    """What syncd learned about the find window, one fact a line (none before a first read)."""
+    if not reading.window_field:
+        return []
+    lines = [f"find window field: {reading.window_field}"]
+    if reading.window_field_evidence:
+        lines.append(f"  because: {reading.window_field_evidence}")
+    if reading.conflicting_evidence:
+        lines.append(f"  but: {reading.conflicting_evidence}")
+    lines.append(f"find window bounds: {reading.bounds}")
+    if reading.answer_cap:
+        lines.append(
+            f"answer cap: {count(reading.answer_cap, 'entries')} ({reading.answer_cap_evidence})"
+        )
+    if reading.timeout_above:
+        lines.append(
+            f"answers time out above about {count(reading.timeout_above, 'entries')} "
+            f"({reading.timeout_evidence})"
+        )
+    return lines
 
 
-def print_status(data: dict[str, Any], out: TextIO, *, now: datetime | None = None) -> None:
-    """Print ``service.status`` data for people: one row per workspace, then the budget, the
-    daemon's plan, the webhook subscription, what syncd learned about upstream, the last run."""
-    columns, rows, lines = status_text(data, now=now or datetime.now(UTC))
+def print_status(status: MirrorStatus, out: TextIO, *, now: datetime | None = None) -> None:
+    """Print ``status`` for people: one row per workspace, then the budget, the daemon's plan,
+    the webhook subscription, what syncd learned about upstream, the last run."""
+    columns, rows, lines = status_text(status, now=now or datetime.now(UTC))
     write_table(columns, rows, out, right={1, 2}, title="workspaces")
     out.write(lines)
     out.flush()

@@ -1,26 +1,123 @@
 """The mirror's state as ``syncd status`` reports it: per workspace counts and progress, the
-last run, webhook outcomes and the entries held in quarantine."""
+last run, webhook outcomes and the entries held in quarantine, as typed records."""
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import peewee
 from peewee import fn
 
+from syncd.records import WorkspaceState
 from syncd.store import models as m
 from syncd.store import quarantine
+from syncd.store.failures import storage_error
 
 if TYPE_CHECKING:
     from syncd.store.mirror import Store
 
 
-def read(store: Store) -> dict[str, Any]:
-    """Per-workspace counts and progress, the last run, webhook outcomes, and the upstream
-    entries held in quarantine.
+@dataclass(frozen=True, slots=True)
+class WorkspaceCounts:
+    """One mirrored workspace: its entries by kind, its last scan and its sync progress."""
 
-    Returns ``{"workspaces": [...], "last_run": {...} | None, "webhook_events": {...},
-    "last_webhook_at": str | None, "quarantined_entries": int}``.
+    id: str
+    name: str | None  # None: known only from its entries
+    live_entries: int
+    tombstoned_entries: int
+    quarantined_entries: int
+    last_scan_at: str | None  # the latest window scan of any kind
+    progress: WorkspaceState  # as committed with the last window (fresh when none was)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts and progress as one flat JSON-ready dict (the keys ``syncd status --json``
+        shows for a workspace, less the freshness)."""
+        state = self.progress
+        return {
+            "id": self.id,
+            "name": self.name,
+            "live_entries": self.live_entries,
+            "tombstoned_entries": self.tombstoned_entries,
+            "quarantined_entries": self.quarantined_entries,
+            "last_scan_at": self.last_scan_at,
+            "backfill_complete": state.backfill_complete,
+            "backfill_before": state.backfill_before,
+            "oldest_date": state.oldest_date,
+            "reconcile_before": state.reconcile_before,
+            "last_hot_scan_at": state.last_hot_scan_at,
+            "last_reconcile_at": state.last_reconcile_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of ``sync_runs``: a sync run and what it changed (``ok`` None: running)."""
+
+    id: int
+    kind: str
+    started_at: str
+    finished_at: str | None = None
+    ok: bool | None = None
+    error: str | None = None
+    workspaces: int = 0
+    windows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    tombstoned: int = 0
+    revived: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as a dict of its columns, in table order."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorCounts:
+    """What the mirror holds and how far syncd got, as :func:`read` finds it."""
+
+    workspaces: tuple[WorkspaceCounts, ...] = ()
+    last_run: RunRecord | None = None
+    webhook_events: dict[str, int] = field(default_factory=dict)  # outcome -> deliveries
+    last_webhook_at: str | None = None
+    quarantined_entries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready form: ``{"workspaces": [...], "last_run": {...} | None,
+        "webhook_events": {...}, "last_webhook_at": str | None, "quarantined_entries": int}``."""
+        return {
+            "workspaces": [w.as_dict() for w in self.workspaces],
+            "last_run": None if self.last_run is None else self.last_run.as_dict(),
+            "webhook_events": dict(self.webhook_events),
+            "last_webhook_at": self.last_webhook_at,
+            "quarantined_entries": self.quarantined_entries,
+        }
+
+
+def read(store: Store) -> dict[str, Any]:
+    """:func:`read_counts` in its JSON-ready form (``MirrorCounts.as_dict``), what
+    ``Store.status`` returns. Raises ``StoreError``."""
+    return read_counts(store).as_dict()
+
+
+def read_counts(store: Store) -> MirrorCounts:
+    """Per-workspace counts and progress, the last run, webhook outcomes, and the upstream
+    entries held in quarantine, on the calling thread.
+
+    Raises ``StoreError`` (``CorruptDatabase`` for a damaged mirror).
     """
+    try:
+        with store.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):
+            return _read(store)
+    except (peewee.DatabaseError, sqlite3.Error) as exc:
+        raise storage_error(exc, f"mirror database {store.path}", store.path) from exc
+
+
+def _read(store: Store) -> MirrorCounts:
     quarantined = quarantine.counts(store.db)
     counts: dict[str, list[int]] = {}
     rows = store.db.execute_sql(
@@ -36,23 +133,17 @@ def read(store: Store) -> dict[str, Any]:
     )
     workspaces = []
     for ws in m.Workspace.select().order_by(m.Workspace.name, m.Workspace.id):
-        state = store.workspace_state(ws.id)
         live, gone = counts.get(ws.id, [0, 0])
         workspaces.append(
-            {
-                "id": ws.id,
-                "name": ws.name,
-                "live_entries": live,
-                "tombstoned_entries": gone,
-                "quarantined_entries": quarantined.get(ws.id, 0),
-                "last_scan_at": last_scan.get(ws.id),
-                "backfill_complete": state.backfill_complete,
-                "backfill_before": state.backfill_before,
-                "oldest_date": state.oldest_date,
-                "reconcile_before": state.reconcile_before,
-                "last_hot_scan_at": state.last_hot_scan_at,
-                "last_reconcile_at": state.last_reconcile_at,
-            }
+            WorkspaceCounts(
+                id=ws.id,
+                name=ws.name,
+                live_entries=live,
+                tombstoned_entries=gone,
+                quarantined_entries=quarantined.get(ws.id, 0),
+                last_scan_at=last_scan.get(ws.id),
+                progress=store.workspace_state(ws.id),
+            )
         )
     last = m.SyncRun.select().order_by(m.SyncRun.id.desc()).dicts().first()
     hooks = dict(
@@ -61,10 +152,10 @@ def read(store: Store) -> dict[str, Any]:
         .tuples()
     )
     last_delivery = m.WebhookEventRow.select(fn.MAX(m.WebhookEventRow.received_at)).scalar()
-    return {
-        "workspaces": workspaces,
-        "last_run": last,
-        "webhook_events": hooks,
-        "last_webhook_at": last_delivery,
-        "quarantined_entries": sum(quarantined.values()),
-    }
+    return MirrorCounts(
+        workspaces=tuple(workspaces),
+        last_run=None if last is None else RunRecord(**last),
+        webhook_events=hooks,
+        last_webhook_at=last_delivery,
+        quarantined_entries=sum(quarantined.values()),
+    )

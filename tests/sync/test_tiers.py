@@ -8,7 +8,6 @@ the next run, the warm tier within ``warm_period_minutes``, anything older withi
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from syncd.config import parse_config
 from syncd.daemon.metrics import Metrics
 from syncd.errors import ConfigError
 from syncd.records import Priority, RunReport
-from syncd.status import describe_status
+from syncd.status import MirrorStatus, describe_status, verified_times
 from syncd.store import AsyncStore, Store
 from syncd.sync import FRESHNESS_SETTING, SyncEngine, SyncSettings
 
@@ -36,7 +35,9 @@ TIERED = {
 
 
 def make_engine(upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings) -> SyncEngine:
-    return SyncEngine(upstream, store, SyncSettings(**{**TIERED, **settings}), clock=clock)
+    return SyncEngine(
+        upstream, store, SyncSettings.from_config(**{**TIERED, **settings}), clock=clock
+    )
 
 
 def report(clock: Clock, kind: str = "once") -> RunReport:
@@ -174,12 +175,12 @@ async def test_metrics_show_the_verified_age_of_each_tier(
         (family,) = [f for f in families if f.name == "syncd_verified_age_seconds"]
         return {s.labels["tier"]: s.value for s in family.samples if s.labels["workspace"] == WS}
 
-    metrics.set_freshness(json.loads(await store.get_setting(FRESHNESS_SETTING) or "{}"))
+    metrics.set_freshness(verified_times(await store.get_setting(FRESHNESS_SETTING)))
     assert max(ages().values()) < 5
     clock.advance(minutes=50)
     assert 2999 < ages()["warm"] < 3005  # nothing ran: the age grows with the clock
     await engine.run_once(report(clock))
-    metrics.set_freshness(json.loads(await store.get_setting(FRESHNESS_SETTING) or "{}"))
+    metrics.set_freshness(verified_times(await store.get_setting(FRESHNESS_SETTING)))
     got = ages()
     assert got["hot"] < 5
     assert got["warm"] < 5  # due within the next 15 minutes: verified by this run
@@ -198,7 +199,7 @@ async def test_status_shows_each_tiers_verified_age(
         f'[database]\npath = "{db_path}"\n', base_dir=tmp_path, env={"SYNCD_API_KEY": "k"}
     )
 
-    def status() -> dict:  # in a thread of its own, as the status command runs
+    def status() -> MirrorStatus:  # in a thread of its own, as the status command runs
         reader = Store(db_path)
         try:
             return describe_status(config, reader)
@@ -206,8 +207,9 @@ async def test_status_shows_each_tiers_verified_age(
             reader.close()
 
     data = await asyncio.to_thread(status)
-    (workspace,) = data["workspaces"]
-    ages = workspace["verified_age_seconds"]
+    (workspace,) = data.workspaces
+    ages = workspace.verified_age_seconds
+    assert data.as_json()["workspaces"][0]["verified_age_seconds"] == ages
     assert set(ages) == {"hot", "warm", "cold"}
     # the mirror's clock is the injected one; status reads the wall clock
     assert all(age is not None and age >= 0 for age in ages.values())
