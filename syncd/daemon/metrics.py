@@ -219,14 +219,13 @@ class Metrics:
             return
         self._verified_at[(workspace, tier)] = at
 
-    def set_freshness(self, freshness: Mapping[str, Mapping[str, str | None]]) -> None:
+    def set_freshness(self, freshness: Mapping[str, Mapping[str, datetime | None]]) -> None:
         """:meth:`set_verified` for every workspace and tier of the engine's ``freshness``
-        setting (ISO timestamps, None when unknown). Raises ``ValueError`` for a malformed
-        timestamp."""
+        setting as :func:`syncd.status.verified_times` reads it (aware datetimes, None when
+        unknown)."""
         for workspace, tiers in freshness.items():
             for tier, at in tiers.items():
-                moment = None if at is None else datetime.fromisoformat(at.replace("Z", "+00:00"))
-                self.set_verified(workspace, tier, None if moment is None else moment.timestamp())
+                self.set_verified(workspace, tier, None if at is None else at.timestamp())
 
     def webhook(self, outcome: str, seconds: float | None = None) -> None:
         """Count one delivery; ``seconds`` (receipt → applied) for accepted ones."""

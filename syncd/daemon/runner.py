@@ -55,8 +55,14 @@ from syncd.service import (
     timestamp,
     utc_now,
 )
-from syncd.status import HEARTBEAT_SETTING, PLAN_SETTING, parse_timestamp
-from syncd.store import AsyncStore
+from syncd.status import (
+    HEARTBEAT_SETTING,
+    PLAN_SETTING,
+    Heartbeat,
+    parse_timestamp,
+    verified_times,
+)
+from syncd.store import AsyncStore, status_reads
 from syncd.store.housekeeping import (
     PRUNE_CHUNK,
     SCAN_SPAN,
@@ -65,6 +71,7 @@ from syncd.store.housekeeping import (
     last_rowid,
 )
 from syncd.store.integrity import check, check_if_due
+from syncd.store.status_reads import WorkspaceCounts
 from syncd.sync import FRESHNESS_SETTING
 
 log = structlog.get_logger("syncd.daemon")
@@ -223,7 +230,7 @@ class Daemon:
     async def _after_cycle(self, report: RunReport) -> None:
         self.metrics.window_applied(report.outcome)
         self.metrics.set_freshness(
-            json.loads(await self.rt.store.get_setting(FRESHNESS_SETTING) or "{}")
+            verified_times(await self.rt.store.get_setting(FRESHNESS_SETTING))
         )
         await self._refresh_budget_view()
         if self.plan is None or (report.workspaces and report.workspaces != self.plan.workspaces):
@@ -383,16 +390,17 @@ class Daemon:
     async def _update_plan(self) -> None:
         """Recompute the daily request plan and stretch the job intervals to fit it."""
         config = self.config
-        status = await self.rt.store.status()
-        workspaces = status["workspaces"]
+        store = self.rt.store
+        counts = await store.call(status_reads.read_counts, store.store)
+        workspaces = list(counts.workspaces)
         if self.config.sync.workspaces:
-            workspaces = [w for w in workspaces if w["id"] in self.config.sync.workspaces]
+            workspaces = [w for w in workspaces if w.id in self.config.sync.workspaces]
         hot_from = (utc_now().date() - timedelta(days=config.sync.hot_window_days - 1)).isoformat()
         running = 0  # running timers older than the hot window cost a scan each per poll
         for workspace in workspaces:
-            dates = await self.rt.store.running_entry_dates(workspace["id"])
+            dates = await store.running_entry_dates(workspace.id)
             running += len({d for d in dates if d < hot_from})
-        oldest = [w["oldest_date"] for w in workspaces if w.get("oldest_date")]
+        oldest = [w.progress.oldest_date for w in workspaces if w.progress.oldest_date]
         history_days = (
             (utc_now().date() - date.fromisoformat(min(oldest))).days
             if oldest
@@ -440,23 +448,24 @@ class Daemon:
             log.warning("plan_warning", warning=warning)
 
     async def _write_heartbeat(self, *, started: bool = False, stopped: bool = False) -> None:
-        previous = json.loads(await self.rt.store.get_setting(HEARTBEAT_SETTING) or "{}")
-        beat = {
-            "pid": os.getpid(),
-            "started_at": timestamp() if started else previous.get("started_at"),
-            "seen_at": timestamp(),
-            "running": not stopped,
-        }
-        if self.scheduler is not None:
-            beat["jobs"] = self.scheduler.status().get("jobs")
-        await self.rt.store.set_setting(HEARTBEAT_SETTING, json.dumps(beat, default=str))
+        previous = Heartbeat.from_json(await self.rt.store.get_setting(HEARTBEAT_SETTING))
+        beat = Heartbeat(
+            pid=os.getpid(),
+            started_at=timestamp() if started else (previous.started_at if previous else None),
+            seen_at=timestamp(),
+            running=not stopped,
+            jobs=None if self.scheduler is None else self.scheduler.status().get("jobs"),
+        )
+        await self.rt.store.set_setting(HEARTBEAT_SETTING, beat.to_json())
 
 
-def _typical_window_days(config: Config, workspaces: list[dict], history_days: int) -> int:
+def _typical_window_days(
+    config: Config, workspaces: list[WorkspaceCounts], history_days: int
+) -> int:
     """The days a sweep window spans on average: the window target over the mirror's entries
     per workspace and day, within ``[window_min_days, window_max_days]``."""
     s = config.sync
-    live = sum(w.get("live_entries") or 0 for w in workspaces)
+    live = sum(w.live_entries for w in workspaces)
     per_day = live / max(1, len(workspaces)) / max(1, history_days)
     days = s.window_max_days if per_day == 0 else int(s.window_target_entries / per_day)
     return max(s.window_min_days, min(s.window_max_days, days))
