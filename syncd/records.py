@@ -269,9 +269,6 @@ class WindowScan:
     # newer than this scan's answer and are never tombstoned by it.
     requested_at: str | None = None
     run_id: int | None = None
-    force_delete: bool = False
-    mass_delete_share: float = 0.5  # refuse when tombstones exceed this share of live entries
-    mass_delete_min: int = 10  # ... and are at least this many
     # Which live rows of the range the answer lacks are tombstoned: those whose ``date`` is in
     # it, whose creation day is, both, or none (see ``syncd.window_reading``).
     tombstone_by: str = "date"

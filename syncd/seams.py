@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from syncd.records import (
@@ -61,6 +62,16 @@ class Client(Protocol):
     async def delete_webhook(self, webhook_id: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MassDeletePolicy:
+    """When a window's tombstones are refused: past ``share`` of the workspace's live entries
+    and at least ``minimum`` of them, counted over a rolling day, unless ``force``."""
+
+    share: float = 0.5
+    minimum: int = 10
+    force: bool = False
+
+
 class MirrorStore(Protocol):
     """The mirror database, as the sync engine needs it (async; runs on the DB thread).
 
@@ -71,13 +82,14 @@ class MirrorStore(Protocol):
 
     async def workspace_state(self, workspace_id: str) -> WorkspaceState: ...
 
-    async def apply_window(self, scan: WindowScan) -> WindowOutcome:
+    async def apply_window(
+        self, scan: WindowScan, policy: MassDeletePolicy = MassDeletePolicy()
+    ) -> WindowOutcome:
         """Upsert the scan's entries, tombstone the window's missing ones, revive reappearing
         ones, record the scan and write ``scan.state``, all in one transaction.
 
-        Raises ``MassDeleteError`` (and writes nothing) when the tombstones would exceed
-        ``scan.mass_delete_share`` of the workspace's live entries and ``scan.force_delete``
-        is false.
+        Raises ``MassDeleteError`` (and writes nothing) when the tombstones would exceed what
+        ``policy`` allows.
         """
         ...
 
@@ -112,6 +124,22 @@ class MirrorStore(Protocol):
 
         Returns ``"inserted"``, ``"updated"``, ``"revived"``, ``"stale"``, or ``"ignored"``
         for a workspace the mirror does not hold (nothing written).
+        """
+        ...
+
+    async def apply_push(
+        self,
+        event: WebhookEvent,
+        received_at: str,
+        entry: TimeEntry | None = None,
+        *,
+        outcome: str = "recorded",
+    ) -> str:
+        """Ledger the event, apply ``entry`` (if any) as ``apply_pushed_entry`` does, and
+        record the outcome, in one transaction.
+
+        Returns ``"duplicate"`` (nothing written) when the event was seen before, else the
+        entry's outcome, or ``outcome`` when there is no entry.
         """
         ...
 

@@ -71,7 +71,7 @@ from syncd.records import (
     rejected_of,
     sent_count,
 )
-from syncd.seams import Client, MirrorStore
+from syncd.seams import Client, MassDeletePolicy, MirrorStore
 from syncd.window_reading import SETTING as READING_SETTING
 from syncd.window_reading import WindowReading, observe, widen
 
@@ -829,9 +829,6 @@ class SyncEngine:
             scanned_at=format_timestamp(self.clock()),
             requested_at=requested_at,
             state=state,
-            force_delete=self.settings.force_delete,
-            mass_delete_share=self.settings.mass_delete_share,
-            mass_delete_min=self.settings.mass_delete_min,
             tombstone_by=tombstone_by,
             rejected=tuple(quarantined),
         )
@@ -1104,7 +1101,9 @@ class SyncEngine:
         in the run's ``unverified``; entries it could not decide on are kept for
         :meth:`verify_unresolved`.
         """
-        outcome: WindowOutcome = await self.store.apply_window(scan)
+        s = self.settings
+        policy = MassDeletePolicy(s.mass_delete_share, s.mass_delete_min, s.force_delete)
+        outcome: WindowOutcome = await self.store.apply_window(scan, policy)
         report.outcome.add(outcome)
         report.windows += 1
         report.outside_window += self._outside

@@ -18,7 +18,7 @@ import functools
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,6 +32,7 @@ from syncd.records import (
     Workspace,
     WorkspaceState,
 )
+from syncd.seams import MassDeletePolicy
 from syncd.store.mirror import Store
 
 P = ParamSpec("P")
@@ -159,8 +160,10 @@ class AsyncStore:
     async def last_scan_covering(self, workspace_id: str, day: str) -> str | None:
         return await self.call(self._store.last_scan_covering, workspace_id, day)
 
-    async def apply_window(self, scan: WindowScan) -> WindowOutcome:
-        return await self.call(self._store.apply_window, scan)
+    async def apply_window(
+        self, scan: WindowScan, policy: MassDeletePolicy = MassDeletePolicy()
+    ) -> WindowOutcome:
+        return await self.call(self._store.apply_window, scan, policy)
 
     async def count_live_entries(
         self,
@@ -177,6 +180,16 @@ class AsyncStore:
     async def apply_pushed_entry(self, entry: TimeEntry, source: Source, synced_at: str) -> str:
         return await self.call(self._store.apply_pushed_entry, entry, source, synced_at)
 
+    async def apply_push(
+        self,
+        event: WebhookEvent,
+        received_at: str,
+        entry: TimeEntry | None = None,
+        *,
+        outcome: str = "recorded",
+    ) -> str:
+        return await self.call(self._store.apply_push, event, received_at, entry, outcome=outcome)
+
     async def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool:
         return await self.call(self._store.tombstone_entry, entry_id, deleted_at)
 
@@ -190,9 +203,6 @@ class AsyncStore:
         await self.call(self._store.finish_run, run_id, report)
 
     # ---- extras for the daemon and the CLI
-    async def upsert_reference(self, kind: str, workspace_id: str, obj: Mapping[str, Any]) -> None:
-        await self.call(self._store.upsert_reference, kind, workspace_id, obj)
-
     async def set_webhook_outcome(self, dedupe_key: str, outcome: str) -> None:
         await self.call(self._store.set_webhook_outcome, dedupe_key, outcome)
 

@@ -202,6 +202,9 @@ class WebhookEventRow(BaseModel):
     received_at = TextField()
     outcome = TextField(null=True)
     delivery_id = TextField(null=True)
+    reason = TextField(null=True)  # why a refused delivery was refused
+    body = TextField(null=True)  # the first 4 KiB of a refused delivery's body
+    body_bytes = IntegerField(null=True)
 
     class Meta:
         table_name = "webhook_events"

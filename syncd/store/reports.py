@@ -1,4 +1,4 @@
-"""Fixed report and search queries over the views (shared by ``Store`` and ``readonly``).
+"""Fixed report and search queries over the views, asked through ``readonly``.
 
 Every statement here is a constant or assembled from constants only; user input is always
 bound as a parameter. Date bounds default to an open range written as text bounds (not
@@ -132,10 +132,3 @@ def search_params(
     text: str, since: str | None, until: str | None, workspace_id: str | None, limit: int
 ) -> tuple[object, ...]:
     return (text, since or LOW_DATE, until or HIGH_DATE, workspace_id, workspace_id, limit)
-
-
-REBUILD_SEARCH = (
-    "INSERT INTO time_entries_fts (time_entries_fts) VALUES ('delete-all')",
-    "INSERT INTO time_entries_fts (rowid, description) "
-    "SELECT rowid, description FROM time_entries WHERE deleted_at IS NULL",
-)

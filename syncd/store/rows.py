@@ -11,33 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from syncd.records import TimeEntry
+from syncd.store import models as m
 
-ENTRY_COLUMNS: tuple[str, ...] = (
-    "id",
-    "workspace_id",
-    "date",
-    "start_time",
-    "end_time",
-    "duration_seconds",
-    "description",
-    "billable",
-    "manually_entered",
-    "team_member_id",
-    "team_member_name",
-    "project_id",
-    "project_name",
-    "client_id",
-    "client_name",
-    "task_id",
-    "task_name",
-    "created_at",
-    "updated_at",
-    "deleted_at",
-    "synced_at",
-    "source",
-    "raw",
-)
-CONTENT_COLUMNS: tuple[str, ...] = ENTRY_COLUMNS[:19]  # id .. updated_at
+#: The columns of ``time_entries`` as the model declares them (``models.TimeEntry``).
+ENTRY_COLUMNS: tuple[str, ...] = tuple(m.TimeEntry._meta.sorted_field_names)
+#: What a scan copies from upstream: ``id`` .. ``updated_at``.
+CONTENT_COLUMNS: tuple[str, ...] = ENTRY_COLUMNS[: ENTRY_COLUMNS.index("updated_at") + 1]
 _UPDATED_AT = ENTRY_COLUMNS.index("updated_at")
 _DESCRIPTION = ENTRY_COLUMNS.index("description")
 

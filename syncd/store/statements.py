@@ -1,9 +1,13 @@
-"""Prepared statement texts for the hot write path, generated once from the peewee models.
+"""Prepared statement texts of the entry write path, and the SQL peewee cannot express.
 
 Rendering a 500-row ``insert_many`` through peewee's query builder costs more than SQLite
 executing it, so the store asks peewee for the *one-row* ``INSERT ... ON CONFLICT`` text once
 and feeds it every row through ``cursor.executemany`` (SQLite reuses the prepared statement).
 Reads by many ids bind one JSON array (``json_each``) instead of building ``IN (?, ?, ...)``.
+
+This is the one place of the write path with SQLite-only SQL (``rowid``, ``json_each``, the
+FTS5 description index, ``INSERT OR IGNORE``-style upserts): another backend renders its own
+``Statements`` and keeps the modules that use them.
 """
 
 from __future__ import annotations
@@ -23,12 +27,9 @@ _REF_MODELS: dict[str, type[m.BaseModel]] = {
     "task": m.Task,
     "tag": m.Tag,
 }
+#: The columns of each reference table, as its model declares them (id first).
 REF_COLUMNS: dict[str, tuple[str, ...]] = {
-    "team_member": ("id", "workspace_id", "name", "email"),
-    "client": ("id", "workspace_id", "name"),
-    "project": ("id", "workspace_id", "name", "client_id"),
-    "task": ("id", "workspace_id", "project_id", "name"),
-    "tag": ("id", "workspace_id", "name", "color"),
+    kind: tuple(model._meta.sorted_field_names) for kind, model in _REF_MODELS.items()
 }
 
 
@@ -45,6 +46,11 @@ class Statements:
     unindex_ids: str
     index_rowids: str
     add_totals: str
+    next_rowid: str
+    live_rows_either_reading: str
+    running_dates: str
+    snapshot_tags: str
+    rebuild_search: tuple[str, ...]
 
 
 def _one_row_sql(query: object) -> str:
@@ -116,7 +122,33 @@ def build(db: Database) -> Statements:
             running = running + excluded.running,
             seconds = seconds + excluded.seconds,
             billable_seconds = billable_seconds + excluded.billable_seconds"""  # noqa: S608
+    # The rowid a new entry gets (the store numbers new rows itself, see ``upsert_entry``).
+    next_rowid = "SELECT IFNULL(MAX(rowid), 0) FROM time_entries"
+    # Live rows of a range under either reading of the window's field (its ``date``, its
+    # creation day), with both days, unless written after the scan's request.
+    live_rows_either_reading = (
+        "SELECT id, date, substr(created_at, 1, 10) FROM time_entries "
+        "WHERE workspace_id = ? AND deleted_at IS NULL "
+        "AND ((date >= ? AND date <= ?) OR (created_at >= ? AND created_at < ?)) "
+        "AND (? IS NULL OR synced_at IS NULL OR synced_at <= ?)"
+    )
+    running_dates = "SELECT DISTINCT date FROM running_timers WHERE workspace_id = ? ORDER BY date"
+    snapshot_tags = (
+        "SELECT e.id, l.tag_id FROM time_entry_tag_links AS l "
+        "JOIN time_entries AS e ON e.rowid = l.entry_rowid "
+        "WHERE e.workspace_id = ? AND e.deleted_at IS NULL ORDER BY e.id, l.tag_id"
+    )
+    rebuild_search = (
+        "INSERT INTO time_entries_fts (time_entries_fts) VALUES ('delete-all')",
+        "INSERT INTO time_entries_fts (rowid, description) "
+        "SELECT rowid, description FROM time_entries WHERE deleted_at IS NULL",
+    )
     return Statements(
+        next_rowid=next_rowid,
+        live_rows_either_reading=live_rows_either_reading,
+        running_dates=running_dates,
+        snapshot_tags=snapshot_tags,
+        rebuild_search=rebuild_search,
         add_totals=add_totals,
         unindex_ids=unindex_ids,
         index_rowids=index_rowids,

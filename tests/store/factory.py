@@ -6,6 +6,7 @@ import json
 from datetime import date, datetime, timedelta
 
 from syncd.records import Ref, Source, TimeEntry, WindowScan, WorkspaceState
+from syncd.seams import MassDeletePolicy
 
 WS = "ws-1"
 
@@ -71,9 +72,6 @@ def window(
     scanned_at: str = "2024-06-01T00:00:00.000Z",
     source: Source = Source.POLL,
     state: WorkspaceState | None = None,
-    force_delete: bool = False,
-    share: float = 0.5,
-    minimum: int = 10,
 ) -> WindowScan:
     return WindowScan(
         workspace_id=ws,
@@ -83,10 +81,11 @@ def window(
         source=source,
         scanned_at=scanned_at,
         state=state,
-        force_delete=force_delete,
-        mass_delete_share=share,
-        mass_delete_min=minimum,
     )
+
+
+#: The mass-delete policy that lets every tombstone through.
+FORCED = MassDeletePolicy(force=True)
 
 
 def day(n: int, start: str = "2024-01-01") -> str:

@@ -22,10 +22,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from syncd.errors import MassDeleteError, StoreError
 from syncd.records import Source, TimeEntry
+from syncd.seams import MassDeletePolicy
 from syncd.store import Store
 from syncd.store.rows import CONTENT_COLUMNS, content_of
 
-from .factory import WS, day, entry, window
+from .factory import FORCED, WS, day, entry, window
 
 DAYS = 20
 EPOCH = datetime(2024, 2, 1)
@@ -119,7 +120,8 @@ class MirrorConvergence(RuleBasedStateMachine):
         before = {r["id"]: r for r in self.store.mirror_snapshot(WS)}
         try:
             self.store.apply_window(
-                window(found, date_from, date_to, scanned_at=self.now(), force_delete=force)
+                window(found, date_from, date_to, scanned_at=self.now()),
+                MassDeletePolicy(force=force),
             )
         except MassDeleteError:
             assert {r["id"]: r for r in self.store.mirror_snapshot(WS)} == before
@@ -159,8 +161,8 @@ class MirrorConvergence(RuleBasedStateMachine):
                         day(lo, "2024-01-01"),
                         day(hi, "2024-01-01"),
                         scanned_at=self.now(),
-                        force_delete=True,
-                    )
+                    ),
+                    FORCED,
                 )
         finally:
             with sqlite3.connect(self.path) as conn:

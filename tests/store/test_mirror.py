@@ -10,7 +10,7 @@ from syncd.errors import MassDeleteError, StoreError
 from syncd.records import Ref, Source, Workspace, WorkspaceState
 from syncd.store import Store
 
-from .factory import WS, entry, ts, window
+from .factory import FORCED, WS, entry, ts, window
 
 
 def live_ids(store: Store, ws: str = WS) -> set[str]:
@@ -114,9 +114,7 @@ def test_mass_delete_guard_writes_nothing(store: Store, db_path) -> None:
     assert raw_rows(db_path, "SELECT * FROM time_entries ORDER BY id") == before
     assert raw_rows(db_path, "SELECT count(*) FROM window_scans") == scans_before
     assert store.workspace_state(WS) == WorkspaceState(WS)
-    forced = store.apply_window(
-        window([new], "2024-03-01", "2024-03-31", state=state, force_delete=True)
-    )
+    forced = store.apply_window(window([new], "2024-03-01", "2024-03-31", state=state), FORCED)
     assert (forced.tombstoned, forced.inserted) == (20, 1)
     assert store.workspace_state(WS) == state
 
@@ -195,15 +193,15 @@ def test_tags_and_references(store: Store, db_path) -> None:
     assert store.mirror_snapshot(WS)[0]["tags"] == ["t2"]
     assert raw_rows(db_path, "SELECT id, project_id, name FROM tasks") == [("k-1", "p-1", "Design")]
     assert raw_rows(db_path, "SELECT id, client_id FROM projects") == [("p-1", "c-1")]
-    store.upsert_reference("client", WS, {"id": "c-2", "name": "Globex"})
-    store.upsert_reference("project", WS, {"id": "p-1", "name": None})  # NULL keeps the name
-    assert raw_rows(db_path, "SELECT name FROM projects") == [("Apollo",)]
+    unnamed = entry(
+        "f", project=("p-1", None), client=("c-2", "Globex"), updated_at=ts("2024-03-05")
+    )
+    store.apply_window(window([retagged, unnamed], "2024-03-01", "2024-03-31"))
+    assert raw_rows(db_path, "SELECT name FROM projects") == [("Apollo",)]  # NULL keeps it
     assert raw_rows(db_path, "SELECT id, name FROM clients ORDER BY id") == [
         ("c-1", "Acme"),
         ("c-2", "Globex"),
     ]
-    with pytest.raises(ValueError, match="unknown reference kind"):
-        store.upsert_reference("planet", WS, {"id": "x"})
 
 
 def test_push_for_a_workspace_not_mirrored_writes_nothing(store: Store) -> None:

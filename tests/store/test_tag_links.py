@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from syncd.records import Ref
+from syncd.seams import MassDeletePolicy
 from syncd.store import Store
 from syncd.store.migrations import MIGRATIONS, Migration
 
@@ -35,7 +36,9 @@ def test_links_follow_inserts_retags_and_revivals(store: Store, db_path) -> None
     assert links(db_path) == [("a", "t-green"), ("b", "t-red")]
 
     # b disappears upstream (tombstoned, links kept), then comes back with other tags
-    store.apply_window(window([retagged], day, day, scanned_at=ts("2024-06-03"), minimum=5))
+    store.apply_window(
+        window([retagged], day, day, scanned_at=ts("2024-06-03")), MassDeletePolicy(minimum=5)
+    )
     back = entry("b", tags=(BLUE, GREEN), updated_at=ts(day, 21))
     store.apply_window(window([retagged, back], day, day, scanned_at=ts("2024-06-04")))
     assert links(db_path) == [("a", "t-green"), ("b", "t-blue"), ("b", "t-green")]

@@ -28,7 +28,7 @@ from peewee import SqliteDatabase
 from syncd.records import Source, TimeEntry, Workspace
 from syncd.store import Store, migrations, reports
 
-from .factory import WS, entry, window
+from .factory import FORCED, WS, entry, window
 
 NOW = datetime(2024, 3, 5, 18, 0, tzinfo=UTC)  # timers on the last day may start later
 FIRST_DAY = date(2024, 2, 25)  # a Sunday: the days below span three weeks and two months
@@ -366,9 +366,7 @@ class TotalsStayExact(RuleBasedStateMachine):
         found = (
             data.draw(st.lists(st.sampled_from(inside), unique_by=lambda e: e.id)) if inside else []
         )
-        self.store.apply_window(
-            window(found, lo, hi, ws=ws, scanned_at=self.tick(), force_delete=True)
-        )
+        self.store.apply_window(window(found, lo, hi, ws=ws, scanned_at=self.tick()), FORCED)
 
     @precondition(lambda self: self.entries)
     @rule(

@@ -1,0 +1,81 @@
+"""A push as one store call: the ledger row, the entry and the outcome in one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from syncd.errors import StoreError
+from syncd.records import EventKind, Source, TimeEntry, WebhookEvent, Workspace
+from syncd.store import AsyncStore, Store
+
+from .factory import WS, entry, ts
+
+
+def pushed(key: str, what: TimeEntry | None = None) -> WebhookEvent:
+    return WebhookEvent(
+        kind=EventKind.TIMER_STOPPED if what else EventKind.TIME_ENTRY_DELETED,
+        object_id=what.id if what else "gone",
+        workspace_id=WS,
+        updated_at=what.updated_at if what else None,
+        dedupe_key=key,
+        delivery_id=f"d-{key}",
+        entry=what,
+    )
+
+
+def ledger(db_path) -> list[tuple]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT dedupe_key, outcome FROM webhook_events ORDER BY dedupe_key"
+        ).fetchall()
+
+
+def test_a_push_is_ledgered_applied_and_its_outcome_recorded(store: Store, db_path) -> None:
+    store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-03-01"))
+    e = entry("e", updated_at=ts("2024-03-04", 10))
+    assert store.apply_push(pushed("k1", e), ts("2024-03-04", 11), e) == "inserted"
+    assert store.apply_push(pushed("k1", e), ts("2024-03-04", 12), e) == "duplicate"
+    assert store.apply_push(pushed("k2", e), ts("2024-03-04", 12), e) == "stale"
+    assert store.apply_push(pushed("k3"), ts("2024-03-04", 13), outcome="refused") == "refused"
+    assert ledger(db_path) == [("k1", "inserted"), ("k2", "stale"), ("k3", "refused")]
+    [row] = store.mirror_snapshot(WS)
+    assert row["id"] == "e"
+
+
+def test_a_push_for_a_workspace_not_mirrored_is_ledgered_as_ignored(store: Store, db_path) -> None:
+    e = entry("e")
+    assert store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "ignored"
+    assert ledger(db_path) == [("k1", "ignored")]
+    assert store.mirror_snapshot(WS) == []
+
+
+def test_a_push_that_fails_leaves_no_ledger_row_so_a_redelivery_applies(
+    store: Store, db_path
+) -> None:
+    store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-03-01"))
+    e = entry("e", description="boom")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "CREATE TRIGGER fail_on_boom BEFORE INSERT ON time_entries "
+            "WHEN NEW.description = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    with pytest.raises(StoreError, match="boom"):
+        store.apply_push(pushed("k1", e), ts("2024-03-04"), e)
+    assert ledger(db_path) == []
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DROP TRIGGER fail_on_boom")
+    assert store.apply_push(pushed("k1", e), ts("2024-03-05"), e) == "inserted"
+    assert ledger(db_path) == [("k1", "inserted")]
+
+
+async def test_the_async_store_applies_a_push_in_one_call(db_path) -> None:
+    async with await AsyncStore.open(db_path) as store:
+        await store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-03-01"))
+        e = entry("e")
+        assert await store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "inserted"
+        assert await store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "duplicate"
+    assert ledger(db_path) == [("k1", "inserted")]
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT source FROM time_entries").fetchall() == [(Source.WEBHOOK,)]
