@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -78,3 +80,18 @@ def test_build_info_and_the_process_and_platform_collectors_are_exposed():
     assert got[("process_resident_memory_bytes", ())] > 0
     assert got[("process_start_time_seconds", ())] > 0
     assert any(name == "python_info" for name, _labels in got)
+
+
+def test_verified_ages_come_from_the_typed_freshness():
+    """``set_freshness`` takes the verified times as ``syncd.status.verified_times`` reads
+    them; an unknown time removes the series."""
+    now = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)
+    m = Metrics(now=now.timestamp)
+    m.set_freshness({"ws-1": {"hot": datetime(2026, 12, 4, 15, 50, tzinfo=UTC), "cold": None}})
+    got = samples(m)
+    assert got[("syncd_verified_age_seconds", (("tier", "hot"), ("workspace", "ws-1")))] == 600
+    assert ("syncd_verified_age_seconds", (("tier", "cold"), ("workspace", "ws-1"))) not in got
+    m.set_freshness({"ws-1": {"hot": None}})
+    assert ("syncd_verified_age_seconds", (("tier", "hot"), ("workspace", "ws-1"))) not in (
+        samples(m)
+    )
