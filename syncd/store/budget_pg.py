@@ -15,9 +15,9 @@ failure or a deadlock (CockroachDB runs everything SERIALIZABLE) is run again, u
 ``prune`` one statement each.
 
 The window arithmetic (:func:`refusal_at`, :func:`plan_grant`) is pure: it reads the
-ledger's rows through :class:`WindowReads` and writes nothing. It decides exactly as the
-SQLite ledger's ``_check``/``_server_wait`` and the reservation step of its ``acquire``
-do, which still hold their own copy of it.
+ledger's rows through :class:`WindowReads` and writes nothing. The SQLite ledger still holds
+its own copy of it (``_check``, ``_server_wait`` and the reservation step of its
+``acquire``); the two decide alike, which ``tests/postgres/test_budget_pg.py`` checks.
 """
 
 from __future__ import annotations

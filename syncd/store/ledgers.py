@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from peewee import Database
 
 from syncd.budget_ledger import BudgetLedger
 from syncd.store.backend import POSTGRESQL, backend_name
 from syncd.store.budget import SqliteBudgetLedger
 from syncd.store.budget_pg import PostgresBudgetLedger
+
+
+class HasDatabase(Protocol):
+    """A store: anything holding its peewee database as ``db``."""
+
+    @property
+    def db(self) -> Database: ...
 
 
 def ledger_for(db: Database, key_id: str) -> BudgetLedger:
@@ -19,3 +28,9 @@ def ledger_for(db: Database, key_id: str) -> BudgetLedger:
     if backend_name(db) == POSTGRESQL:
         return PostgresBudgetLedger(db, key_id)
     return SqliteBudgetLedger(db, key_id)
+
+
+def budget_ledger(store: HasDatabase, key_id: str) -> BudgetLedger:
+    """The rate budget's ledger of ``key_id`` in the mirror ``store``'s database (nothing is
+    read yet). Raises ``StoreError`` for a database that is neither SQLite nor PostgreSQL."""
+    return ledger_for(store.db, key_id)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import peewee
@@ -20,11 +21,11 @@ from hypothesis import strategies as st
 
 from syncd.budget_ledger import DAY, SECOND_SPAN, BudgetLedger, Caps, Observation
 from syncd.errors import StoreError
-from syncd.store import pg_schema
+from syncd.store import open_store, pg_schema
 from syncd.store.backend import open_postgres
 from syncd.store.budget import SqliteBudgetLedger
 from syncd.store.budget_pg import PostgresBudgetLedger
-from syncd.store.ledgers import ledger_for
+from syncd.store.ledgers import budget_ledger, ledger_for
 from syncd.store.migrations import BUDGET_TABLES
 
 KEY_ID = "0123456789abcdef"
@@ -252,6 +253,19 @@ def test_ledger_for_picks_the_ledger_of_the_database(pg) -> None:
     assert ledger_for(pg, KEY_ID).key_id == KEY_ID
     with pytest.raises(StoreError, match="unsupported database backend"):
         ledger_for(peewee.MySQLDatabase("mirror"), KEY_ID)
+
+
+def test_budget_ledger_is_the_ledger_of_a_stores_database(pg, tmp_path) -> None:
+    store = open_store(tmp_path / "mirror.sqlite")
+    try:
+        on_sqlite = budget_ledger(store, KEY_ID)
+        assert isinstance(on_sqlite, SqliteBudgetLedger)
+        assert on_sqlite.acquire(T0, CAPS, priority=2, pid=1).granted
+    finally:
+        store.close()
+    on_postgres = budget_ledger(SimpleNamespace(db=pg), KEY_ID)
+    assert isinstance(on_postgres, PostgresBudgetLedger)
+    assert on_postgres.acquire(T0, CAPS, priority=2, pid=1).granted
 
 
 def test_missing_tables_raise_store_error(postgres_url: str) -> None:
