@@ -25,7 +25,7 @@ from syncd.store.rows import (
     totals_of,
     updated_at_of,
 )
-from syncd.store.statements import Statements
+from syncd.store.statements import REF_COLUMNS, Statements
 
 
 class Stored:
@@ -174,35 +174,46 @@ class EntryWriter:
     def _upsert_refs_of(self, entries: Sequence[TimeEntry]) -> None:
         """Upsert the members, clients, projects, tasks and tags the entries name; on
         conflict a NULL incoming value keeps the stored one."""
-        members: dict[str, tuple] = {}
-        projects: dict[str, tuple] = {}
-        clients: dict[str, tuple] = {}
-        tasks: dict[str, tuple] = {}
-        tags: dict[str, tuple] = {}
+        refs: dict[str, dict[str, dict[str, object]]] = {kind: {} for kind in REF_COLUMNS}
         for e in entries:
             ws = e.workspace_id
             if e.team_member_id:
-                members[e.team_member_id] = (
-                    e.team_member_id,
-                    ws,
-                    e.team_member_name,
-                    e.team_member_email,
-                )
+                refs["team_member"][e.team_member_id] = {
+                    "id": e.team_member_id,
+                    "workspace_id": ws,
+                    "name": e.team_member_name,
+                    "email": e.team_member_email,
+                }
             if e.client_id:
-                clients[e.client_id] = (e.client_id, ws, e.client_name)
+                refs["client"][e.client_id] = {
+                    "id": e.client_id,
+                    "workspace_id": ws,
+                    "name": e.client_name,
+                }
             if e.project_id:
-                projects[e.project_id] = (e.project_id, ws, e.project_name, e.client_id)
+                refs["project"][e.project_id] = {
+                    "id": e.project_id,
+                    "workspace_id": ws,
+                    "name": e.project_name,
+                    "client_id": e.client_id,
+                }
             if e.task_id:
-                tasks[e.task_id] = (e.task_id, ws, e.project_id, e.task_name)
+                refs["task"][e.task_id] = {
+                    "id": e.task_id,
+                    "workspace_id": ws,
+                    "project_id": e.project_id,
+                    "name": e.task_name,
+                }
             for t in e.tags:
-                tags[t.id] = (t.id, ws, t.name, t.color)
+                refs["tag"][t.id] = {
+                    "id": t.id,
+                    "workspace_id": ws,
+                    "name": t.name,
+                    "color": t.color,
+                }
         cursor = self.db.cursor()
-        for kind, rows in (
-            ("team_member", members),
-            ("client", clients),
-            ("project", projects),
-            ("task", tasks),
-            ("tag", tags),
-        ):
-            if rows:
-                cursor.executemany(self.sql.upsert_ref[kind], list(rows.values()))
+        for kind, by_id in refs.items():
+            if by_id:
+                columns = REF_COLUMNS[kind]
+                rows = [tuple(ref[c] for c in columns) for ref in by_id.values()]
+                cursor.executemany(self.sql.upsert_ref[kind], rows)
