@@ -41,7 +41,6 @@ from syncd.records import (
 from syncd.seams import MassDeletePolicy
 from syncd.store import (
     bookkeeping,
-    budget,
     migrations,
     pushes,
     settings,
@@ -344,10 +343,6 @@ class Store:
     @_store_call
     def applied_migrations(self) -> list[str]:
         return migrations.applied_migrations(self.db)
-
-    def budget_ledger(self, key_id: str) -> budget.SqliteBudgetLedger:
-        """The rate budget's ledger of ``key_id`` in this database (see ``store/budget.py``)."""
-        return budget.budget_ledger(self, key_id)
 
 
 def _locked(exc: Exception) -> bool:
