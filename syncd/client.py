@@ -47,6 +47,7 @@ from syncd.errors import (
     timed_out,
 )
 from syncd.records import Priority, TimeEntry, WebhookSubscription, Workspace
+from syncd.shutdown import Shutdown
 
 log = structlog.get_logger(__name__)
 
@@ -158,12 +159,13 @@ def transport_error(exc: BaseException, request: api.HttpRequest) -> ApiError:
 
 
 async def _unless_stopped_while_waiting(
-    call: asyncio.Future[T], stop: asyncio.Event, waiting: asyncio.Event
+    call: asyncio.Future[T], shutdown: Shutdown, waiting: asyncio.Event
 ) -> T:
-    """The result of ``call``, unless ``stop`` is set while ``waiting`` is: then ``call`` is
-    cancelled and ``ShutdownRequested`` raised. Raises what ``call`` raises otherwise.
+    """The result of ``call``, unless a stop is requested while ``waiting`` is set: then
+    ``call`` is cancelled and ``ShutdownRequested`` raised. Raises what ``call`` raises
+    otherwise.
     """
-    stopped = asyncio.ensure_future(stop.wait())
+    stopped = asyncio.ensure_future(shutdown.wait())
     try:
         await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
         while not call.done():  # stopped: an exchange on the wire may finish first
@@ -189,11 +191,10 @@ class HttpClient:
     the key's :class:`RateBudget`. ``api_url`` is the core API base (``…/v1``),
     ``app_url`` the Zapier API host. ``version`` is sent as ``X-Accept-Version``.
     ``on_outcome(label)`` is called after every attempt that reached the network (for
-    metrics; labels as :func:`outcome_of`). Once ``should_stop()`` is true no retry starts:
-    the call raises ``ShutdownRequested`` instead. With ``stop`` (the stop signal's event), a
-    call that is waiting (for the budget, or out a backoff between attempts) when it is set
-    ends at once with ``ShutdownRequested``; an exchange on the wire is let finish, so its
-    window can still be committed.
+    metrics; labels as :func:`outcome_of`). Once ``shutdown`` is requested no retry starts,
+    and a call that is waiting (for the budget, or out a backoff between attempts) ends at
+    once: the call raises ``ShutdownRequested``. An exchange on the wire is let finish, so
+    its window can still be committed.
     """
 
     def __init__(
@@ -209,8 +210,7 @@ class HttpClient:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str], None] | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
-        stop: asyncio.Event | None = None,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self._session = session
         self._budget = budget
@@ -222,8 +222,7 @@ class HttpClient:
         self._timeout = timeout
         self._clock = clock
         self._on_outcome = on_outcome
-        self._should_stop = should_stop
-        self._stop = stop
+        self._shutdown = shutdown
         self.stats = ClientStats()
 
     def __repr__(self) -> str:
@@ -290,12 +289,12 @@ class HttpClient:
         retry: Callable[[Exception], bool | float] | None = None,
     ) -> T:
         retry = retry or _retry_backoff
-        if self._stop is None:
+        if self._shutdown is None:
             return await self._retrying(request, priority, parse, None, retry)
         waiting = asyncio.Event()  # set while no exchange of this call is on the wire
         waiting.set()
         call = asyncio.ensure_future(self._retrying(request, priority, parse, waiting, retry))
-        return await _unless_stopped_while_waiting(call, self._stop, waiting)
+        return await _unless_stopped_while_waiting(call, self._shutdown, waiting)
 
     async def _retrying(
         self,
@@ -319,8 +318,8 @@ class HttpClient:
                 with attempt:
                     attempt_no += 1
                     if attempt_no > 1:
-                        if self._should_stop():
-                            raise ShutdownRequested("stop requested; the request is not retried")
+                        if self._shutdown is not None:
+                            self._shutdown.check("stop requested; the request is not retried")
                         self.stats.retries += 1
                     return await self._attempt(request, priority, parse, attempt_no, waiting)
         except ApiError as exc:

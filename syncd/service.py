@@ -2,14 +2,15 @@
 
 One process holds one :class:`Runtime`: one mirror store (with its DB thread), one
 ``aiohttp.ClientSession``, one persisted rate budget for the key, one HTTP client and one
-sync engine. ``run_once`` and ``run_daemon`` build it the same way and tear it down the same
-way; the daemon adds the scheduler, the webhook receiver and systemd notifications
-(``syncd.daemon.runner``).
+sync engine, all watching one :class:`~syncd.shutdown.Shutdown`. ``run_once`` and
+``run_daemon`` build it the same way and tear it down the same way; the daemon adds the
+scheduler, the webhook receiver and systemd notifications (``syncd.daemon.runner``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
+from syncd.shutdown import Shutdown
 from syncd.store import AsyncStore, Store
 from syncd.store.budget import budget_ledger
 from syncd.store.integrity import check
@@ -42,28 +44,6 @@ def utc_now() -> datetime:
 def timestamp(moment: datetime | None = None) -> str:
     """``moment`` (default now) as ISO 8601 UTC text with milliseconds."""
     return format_timestamp(moment or utc_now())
-
-
-def sync_settings(config: Config, *, force_delete: bool = False) -> SyncSettings:
-    """The engine's view of the ``[sync]`` section."""
-    s = config.sync
-    return SyncSettings(
-        hot_window_days=s.hot_window_days,
-        history_start=s.history_start,
-        workspaces=tuple(s.workspaces),
-        interval_seconds=s.interval_seconds,
-        window_target_entries=s.window_target_entries,
-        window_max_entries=s.window_max_entries,
-        window_min_days=s.window_min_days,
-        window_max_days=s.window_max_days,
-        warm_window_days=s.warm_window_days,
-        warm_period_minutes=s.warm_period_minutes,
-        reconcile_period_hours=s.reconcile_period_hours,
-        mass_delete_share=s.mass_delete_share,
-        mass_delete_min=s.mass_delete_min,
-        force_delete=force_delete,
-        window_field=config.api.window_field,
-    )
 
 
 #: A one-shot run has no pushes of its own to keep room for: its backfill and sweep may use
@@ -83,17 +63,19 @@ def budget_for(
     daily_share: float,
     runner: Any = None,
     shares: Mapping[Priority, PriorityShare] | None = None,
-    stop: asyncio.Event | None = None,
+    shutdown: Shutdown | None = None,
     wrap_sleep: Callable[[Sleep], Sleep] | None = None,
 ) -> RateBudget:
     """The persisted rate budget of ``key`` in the mirror ``store``.
 
-    With ``stop``, a wait for the budget ends with ``ShutdownRequested`` as soon as the
-    event is set, so a stop signal is not held up by a spent minute. ``wrap_sleep`` wraps
+    With ``shutdown``, a wait for the budget ends with ``ShutdownRequested`` as soon as a
+    stop is requested, so a stop signal is not held up by a spent minute. ``wrap_sleep`` wraps
     the budget's waits (the terminal progress shows the long ones).
     """
     limits = config.limits
-    sleep: Sleep = asyncio.sleep if stop is None else _sleep_until_stopped(stop)
+    sleep: Sleep = asyncio.sleep
+    if shutdown is not None:
+        sleep = functools.partial(shutdown.sleep, reason=BUDGET_WAIT_STOPPED)
     return RateBudget(
         budget_ledger(store, key_id_for(key)),
         limits=BudgetLimits(
@@ -110,19 +92,7 @@ def budget_for(
 
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _sleep_until_stopped(stop: asyncio.Event) -> Callable[[float], Awaitable[None]]:
-    """An ``asyncio.sleep`` that raises ``ShutdownRequested`` when ``stop`` is set."""
-
-    async def sleep(seconds: float) -> None:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return  # slept the whole time
-        raise ShutdownRequested("stop requested while waiting for the rate budget")
-
-    return sleep
+BUDGET_WAIT_STOPPED = "stop requested while waiting for the rate budget"
 
 
 @dataclass
@@ -138,19 +108,14 @@ class Runtime:
 
 
 class StopSignals:
-    """SIGTERM/SIGINT handling: the first signal asks for a clean stop, the second aborts.
-    SIGHUP is logged and ignored (reloading the config is not supported).
-
-    ``requested`` is polled between windows, so the window in flight is always committed.
+    """SIGTERM/SIGINT handling: the first signal requests ``shutdown`` (a clean stop: the
+    window in flight is committed), the second aborts. SIGHUP is logged and ignored
+    (reloading the config is not supported).
     """
 
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
+    def __init__(self, shutdown: Shutdown | None = None) -> None:
+        self.shutdown = shutdown or Shutdown()
         self._installed: list[int] = []
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -173,11 +138,11 @@ class StopSignals:
         self._installed.clear()
 
     def _handle(self, signum: int) -> None:
-        if self.event.is_set():
+        if self.shutdown.requested:
             log.warning("stop_aborted", signal=signal.Signals(signum).name)
             os._exit(130)  # a second signal aborts at once; WAL keeps the mirror intact
         log.info("stop_requested", signal=signal.Signals(signum).name)
-        self.event.set()
+        self.shutdown.request()
 
 
 @asynccontextmanager
@@ -186,14 +151,14 @@ async def open_runtime(
     *,
     daily_share: float = 1.0,
     shares: Mapping[Priority, PriorityShare] | None = None,
-    stop: asyncio.Event | None = None,
+    shutdown: Shutdown | None = None,
     force_delete: bool = False,
-    should_stop: Callable[[], bool] = lambda: False,
     on_window: Callable[[ScanProgress], None] | None = None,
     on_outcome: Callable[[str], None] | None = None,
     wrap_sleep: Callable[[Sleep], Sleep] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store, the HTTP session, the budget, the client and the engine; close them.
+    The budget's waits, the client and the engine all watch ``shutdown``.
 
     Raises ``ConfigError`` (no API key), ``StoreError``/``SchemaTooNew`` (database).
     """
@@ -207,7 +172,7 @@ async def open_runtime(
             daily_share=daily_share,
             runner=store.call_budget,
             shares=shares,
-            stop=stop,
+            shutdown=shutdown,
             wrap_sleep=wrap_sleep,
         )
         session = aiohttp.ClientSession(
@@ -231,15 +196,14 @@ async def open_runtime(
                     sock_connect=min(10, config.api.timeout_seconds),
                 ),
                 on_outcome=on_outcome,
-                should_stop=should_stop,
-                stop=stop,
+                shutdown=shutdown,
             )
             engine = SyncEngine(
                 client,
                 store,
-                sync_settings(config, force_delete=force_delete),
+                SyncSettings.from_config(config, force_delete=force_delete),
                 clock=utc_now,
-                should_stop=should_stop,
+                shutdown=shutdown,
                 on_window=on_window,
             )
             yield Runtime(config, store, session, budget, client, engine)
@@ -318,9 +282,8 @@ async def run_once(
         async with open_runtime(
             config,
             shares=ONCE_SHARES,
-            stop=signals.event,
+            shutdown=signals.shutdown,
             force_delete=force_delete,
-            should_stop=lambda: signals.requested,
             on_window=watchers.on_window,
             on_outcome=watchers.on_outcome,
             wrap_sleep=watchers.wrap_sleep,

@@ -43,14 +43,15 @@ import contextvars
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import structlog
 
+from syncd.config import Config, SyncConfig
 from syncd.errors import (
     ServerError,
-    ShutdownRequested,
     TransportError,
     UpstreamEmptyError,
     timed_out,
@@ -72,6 +73,7 @@ from syncd.records import (
     sent_count,
 )
 from syncd.seams import Client, MassDeletePolicy, MirrorStore
+from syncd.shutdown import Shutdown, ShutdownCheck
 from syncd.window_reading import SETTING as READING_SETTING
 from syncd.window_reading import WindowReading, observe, widen
 
@@ -108,23 +110,37 @@ FRESHNESS_SETTING = "freshness"  # per workspace and tier, when it was last all 
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
-    """The ``[sync]`` settings the engine needs (see ``config.example.toml``)."""
+    """What the engine needs of the config: the ``[sync]`` section, ``[api] window_field``
+    and ``--force-delete``. Built by :meth:`from_config`; every default is the config's."""
 
-    hot_window_days: int = 3
-    history_start: str | None = None  # YYYY-MM-DD; None = discover the oldest entry
-    workspaces: tuple[str, ...] = ()  # empty = every workspace the key can see
-    interval_seconds: int = 900
-    window_target_entries: int = 1000
-    window_max_entries: int = 5000
-    window_min_days: int = 1
-    window_max_days: int = 92
-    warm_window_days: int = 62
-    warm_period_minutes: int = 60
-    reconcile_period_hours: int = 24
-    mass_delete_share: float = 0.5
-    mass_delete_min: int = 10
-    force_delete: bool = False
-    window_field: str = "auto"  # auto | date | created_at (``[api] window_field``)
+    hot_window_days: int
+    history_start: str | None  # YYYY-MM-DD; None = discover the oldest entry
+    workspaces: tuple[str, ...]  # empty = every workspace the key can see
+    interval_seconds: int
+    window_target_entries: int
+    window_max_entries: int
+    window_min_days: int
+    window_max_days: int
+    warm_window_days: int
+    warm_period_minutes: int
+    reconcile_period_hours: int
+    mass_delete_share: float
+    mass_delete_min: int
+    force_delete: bool
+    window_field: str  # auto | date | created_at
+
+    @classmethod
+    def from_config(
+        cls, config: Config | None = None, *, force_delete: bool = False, **overrides: Any
+    ) -> SyncSettings:
+        """The engine's settings from ``config`` (default: the config's defaults), with
+        ``overrides`` replacing single settings by name. Raises ``TypeError`` for a name
+        that is not a setting."""
+        config = config or Config()
+        names = [f.name for f in fields(cls) if f.name in SyncConfig.model_fields]
+        section = {name: getattr(config.sync, name) for name in names}
+        settings = cls(**section, force_delete=force_delete, window_field=config.api.window_field)
+        return replace(settings, **overrides) if overrides else settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +176,8 @@ def _later(first: str | None, second: str) -> str:
 class SyncEngine:
     """Brings the mirror up to date through a :class:`Client` and a :class:`MirrorStore`.
 
-    ``clock`` returns the current aware UTC time; ``should_stop`` is polled between windows
-    (the window in flight is always committed first).
+    ``clock`` returns the current aware UTC time; ``shutdown`` is checked before each
+    request (the window in flight is always committed first).
     """
 
     def __init__(
@@ -171,7 +187,7 @@ class SyncEngine:
         settings: SyncSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        should_stop: Callable[[], bool] = lambda: False,
+        shutdown: ShutdownCheck | None = None,
         on_window: Callable[[ScanProgress], None] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -179,7 +195,7 @@ class SyncEngine:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.should_stop = should_stop
+        self.shutdown = shutdown or Shutdown()
         self.on_window = on_window
         self.timer = timer  # seconds, for how long an answer took (``_adapt_aim``)
         self._aim: int | None = None  # the backfill's current target (``_adapt_aim``)
@@ -844,8 +860,7 @@ class SyncEngine:
     ) -> list[TimeEntry]:
         """One find request (checking first for a stop or a failed sibling); what its answer
         proves about the window's field is learned at once."""
-        if self.should_stop():
-            raise ShutdownRequested("stop requested; every committed window is kept")
+        self.shutdown.check("stop requested; every committed window is kept")
         siblings = _siblings.get()
         if siblings is not None and siblings.failed:
             raise _SiblingFailed

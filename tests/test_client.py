@@ -31,6 +31,7 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.records import Priority
+from syncd.shutdown import Shutdown
 from syncd.store.budget import SqliteBudgetLedger
 from syncd.store.migrations import BUDGET_TABLES
 
@@ -322,15 +323,12 @@ async def test_stop_during_an_outage_ends_the_retries(aiohttp_server, session, b
     attempts: the next retry is not started and the call raises ShutdownRequested."""
     route = Script((503, b"<html>busy</html>"))
     server = await serve(aiohttp_server, {("POST", FIND): route})
-    stop = False
+    shutdown = Shutdown()
 
     def outcome(label: str) -> None:
-        nonlocal stop
-        stop = True  # the signal arrives during the first failed attempt
+        shutdown.request()  # the signal arrives during the first failed attempt
 
-    client = make_client(
-        session, budget, base_of(server), on_outcome=outcome, should_stop=lambda: stop
-    )
+    client = make_client(session, budget, base_of(server), on_outcome=outcome, shutdown=shutdown)
     with pytest.raises(ShutdownRequested):
         await client.find_time_entries("w1", date_from=None, date_to=None, priority=Priority.HOT)
     assert client.stats.requests == 1
@@ -342,14 +340,14 @@ async def test_stop_during_a_backoff_ends_the_call_at_once(aiohttp_server, sessi
     the call at once (no further request), instead of after the backoff."""
     route = Script((503, b"<html>busy</html>"))
     server = await serve(aiohttp_server, {("POST", FIND): route})
-    stop = asyncio.Event()
+    shutdown = Shutdown()
     slow = RetryPolicy(max_attempts=3, total_timeout=120, wait_initial=60, wait_max=60)
 
     def outcome(label: str) -> None:
-        asyncio.get_running_loop().call_later(0.2, stop.set)  # during the backoff
+        asyncio.get_running_loop().call_later(0.2, shutdown.request)  # during the backoff
 
     client = make_client(
-        session, budget, base_of(server), retry=slow, on_outcome=outcome, stop=stop
+        session, budget, base_of(server), retry=slow, on_outcome=outcome, shutdown=shutdown
     )
     started = time.monotonic()
     with pytest.raises(ShutdownRequested):
@@ -361,15 +359,15 @@ async def test_stop_during_a_backoff_ends_the_call_at_once(aiohttp_server, sessi
 async def test_stop_lets_the_exchange_on_the_wire_finish(aiohttp_server, session, budget):
     """A stop signal that arrives while a response is on its way does not throw that
     response away: the call returns it (the window can still be committed)."""
-    stop = asyncio.Event()
+    shutdown = Shutdown()
 
     async def slow_find(request: web.Request) -> web.Response:
-        stop.set()  # the signal arrives while the request is being answered
+        shutdown.request()  # the signal arrives while the request is being answered
         await asyncio.sleep(0.2)
         return web.json_response([ENTRY])
 
     server = await serve(aiohttp_server, {("POST", FIND): slow_find})
-    client = make_client(session, budget, base_of(server), stop=stop)
+    client = make_client(session, budget, base_of(server), shutdown=shutdown)
     entries = await client.find_time_entries(
         "w1", date_from=None, date_to=None, priority=Priority.HOT
     )

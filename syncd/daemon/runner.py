@@ -55,6 +55,7 @@ from syncd.service import (
     timestamp,
     utc_now,
 )
+from syncd.shutdown import Shutdown
 from syncd.status import (
     HEARTBEAT_SETTING,
     PLAN_SETTING,
@@ -97,7 +98,7 @@ class Daemon:
         self.plan: planning.Plan | None = None
         self._budget_view: dict[str, float] = {}
         self._workspace_count = 0
-        self._stop: asyncio.Event | None = None
+        self._stop: Shutdown | None = None
         self._damaged: CorruptDatabase | None = None
         self._webhook_token: str | None = None
         self._listening: str | None = None  # the bound listen address, once serving
@@ -117,13 +118,13 @@ class Daemon:
         config = self.config
         signals = StopSignals()
         signals.install()
-        self._stop = signals.event
+        self._stop = signals.shutdown
         try:
             async with open_runtime(
                 config,
                 daily_share=config.limits.daemon_share,
-                stop=signals.event,
-                should_stop=self._should_stop,
+                shutdown=signals.shutdown,
+                on_window=self._progress,
                 on_outcome=self.metrics.request,
             ) as runtime:
                 self.runtime = runtime
@@ -148,6 +149,7 @@ class Daemon:
             ),
             debounce_seconds=config.webhooks.debounce_seconds,
             metrics=self.metrics,
+            shutdown=signals.shutdown,
         )
         runner = None
         if config.webhooks.listen:
@@ -165,7 +167,7 @@ class Daemon:
             pid=os.getpid(),
         )
         try:
-            await signals.event.wait()
+            await signals.shutdown.wait()
         finally:
             systemd.notify_stopping("finishing the window in flight")
             clean = await self.scheduler.stop(STOP_WAIT_SECONDS)
@@ -176,8 +178,9 @@ class Daemon:
             await self._write_heartbeat(stopped=True)
             log.info("daemon_stopped", clean=clean)
 
-    def _should_stop(self) -> bool:
-        return self.scheduler is not None and self.scheduler.should_stop()
+    def _progress(self, _window: object) -> None:
+        if self.scheduler is not None:
+            self.scheduler.progress()
 
     def _stops_when_damaged(self, job: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         """``job``, stopping the daemon (which then exits 1) when it finds the mirror
@@ -191,7 +194,7 @@ class Daemon:
                     self._damaged = exc
                     log.error("mirror_damaged", error=str(exc))
                     if self._stop is not None:
-                        self._stop.set()
+                        self._stop.request()
                 raise
 
         return guarded

@@ -19,6 +19,10 @@ because ``AsyncIOExecutor.shutdown`` cancels running coroutine jobs whatever ``w
 
 A job that raises is logged as a structlog event and recorded for ``/healthz``; the next
 runs happen as planned. ``ShutdownRequested`` from a job is a clean early end.
+
+The scheduler watches the process's :class:`~syncd.shutdown.Shutdown` (the one the engine,
+the client and the budget watch): once a stop is requested no job starts, and
+:meth:`DaemonScheduler.stop` waits for the job in flight.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.errors import ShutdownRequested
 from syncd.records import Priority
+from syncd.shutdown import Shutdown
 
 if TYPE_CHECKING:
     from syncd.daemon.metrics import Metrics
@@ -113,8 +118,6 @@ class PriorityLock:
         self._locked = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
-        self.owner: asyncio.Task | None = None
-        self.owner_priority: int | None = None
 
     def locked(self) -> bool:
         return self._locked
@@ -122,7 +125,7 @@ class PriorityLock:
     async def acquire(self, priority: int) -> None:
         """Wait for the lock; raises ``CancelledError`` (without holding it) if cancelled."""
         if not self._locked and not self._live_waiters():
-            self._take(priority)
+            self._locked = True
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._seq), future))
@@ -132,29 +135,17 @@ class PriorityLock:
             if future.done() and not future.cancelled():
                 self.release()  # it was handed to us just as we were cancelled: pass it on
             raise
-        self._take(priority)
 
     def release(self) -> None:
         """Hand the lock to the next waiter, or unlock. Raises ``RuntimeError`` if unlocked."""
         if not self._locked:
             raise RuntimeError("release of an unlocked PriorityLock")
-        self.owner = self.owner_priority = None
         while self._waiters:
             _, _, future = heapq.heappop(self._waiters)
             if not future.done():
                 future.set_result(None)  # stays locked: ownership moves to that waiter
                 return
         self._locked = False
-
-    def has_waiter_before(self, priority: int) -> bool:
-        """True when someone more urgent than ``priority`` waits."""
-        self._live_waiters()
-        return bool(self._waiters) and self._waiters[0][0] < priority
-
-    def _take(self, priority: int) -> None:
-        self._locked = True
-        self.owner = asyncio.current_task()
-        self.owner_priority = priority
 
     def _live_waiters(self) -> bool:
         while self._waiters and self._waiters[0][2].done():
@@ -177,9 +168,9 @@ class DaemonScheduler:
 
     All job functions are coroutine functions taking no argument except ``refresh``, which
     receives the set of windows to re-scan. They may raise anything: the exception is logged
-    and recorded, and the job runs again at its next time. Long jobs should call
-    :meth:`checkpoint` between windows (it raises ``ShutdownRequested`` once stopping, lets a
-    waiting push refresh go first and counts as progress for ``/healthz``).
+    and recorded, and the job runs again at its next time. Long jobs end early by raising
+    ``ShutdownRequested`` once ``shutdown`` is requested, and report each committed window
+    to :meth:`progress` (``/healthz`` counts it like a success).
     """
 
     def __init__(
@@ -200,8 +191,11 @@ class DaemonScheduler:
         max_consecutive_failures: int = 3,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        shutdown: Shutdown | None = None,
     ) -> None:
         """``first_reconcile_delay=None`` starts the sweep one interval after start.
+        ``shutdown`` is the process's stop request (default: one of its own, which
+        :meth:`stop` requests).
         ``stale_after`` (seconds without a successful sync or progress before ``/healthz``
         turns 503) defaults to three poll intervals, at least 5 minutes."""
         self._fns: dict[str, JobFn] = {
@@ -228,7 +222,8 @@ class DaemonScheduler:
         self._lock = PriorityLock()
         self._refresh = _RefreshState()
         self._status = {name: JobStatus(name) for name in (*SYNC_JOBS, HOUSEKEEPING)}
-        self._stopping = asyncio.Event()
+        self._shutdown = shutdown or Shutdown()
+        self._stop_logged = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: set[asyncio.Task] = set()
@@ -282,56 +277,30 @@ class DaemonScheduler:
 
     @property
     def stopping(self) -> bool:
-        """True once :meth:`stop` was called; long jobs end after the window in flight."""
-        return self._stopping.is_set()
+        """True once a stop was requested (or :meth:`stop` called); long jobs end after the
+        window in flight."""
+        return self._shutdown.requested
 
-    @property
-    def stop_event(self) -> asyncio.Event:
-        """Set when stopping starts (for code that prefers to wait on it)."""
-        return self._stopping
-
-    def raise_if_stopping(self) -> None:
-        """Raises ``ShutdownRequested`` once stopping started."""
-        if self._stopping.is_set():
-            raise ShutdownRequested("stop requested")
-
-    def should_stop(self) -> bool:
-        """For sync code that polls a plain callable between windows: records progress for
-        ``/healthz`` and returns True once stopping. Never raises."""
+    def progress(self) -> None:
+        """Note that a long job made progress (a window committed): ``/healthz`` counts it
+        like a success. Never raises."""
         self._last_progress = self._clock()
-        return self._stopping.is_set()
-
-    async def checkpoint(self) -> None:
-        """Call between windows of a long job (after the window's commit).
-
-        Records progress for ``/healthz``, raises ``ShutdownRequested`` once stopping, and
-        when the caller holds the sync lock and a more urgent job waits (a push refresh
-        during a backfill), hands the lock over and waits to get it back.
-        """
-        self._last_progress = self._clock()
-        self.raise_if_stopping()
-        lock = self._lock
-        prio = lock.owner_priority
-        mine = lock.owner is asyncio.current_task() and prio is not None
-        if mine and lock.has_waiter_before(prio):
-            lock.release()
-            await lock.acquire(prio)
-            self.raise_if_stopping()
 
     async def stop(self, wait_seconds: float = 60.0) -> bool:
-        """Graceful stop: take no new work, wait for the job in
-        flight for up to ``wait_seconds`` (it is not cancelled), then shut APScheduler down.
+        """Graceful stop: request the shutdown (no new work starts, a long job ends after
+        the window in flight), wait for the job in flight for up to ``wait_seconds`` (it is
+        not cancelled), then shut APScheduler down.
 
         Returns True when every job ended by itself, False when some had to be cancelled
         after the timeout. Pending refresh windows are dropped (the next poll after a
         restart covers them). Safe to call more than once. Never raises on its own.
         """
-        first = not self._stopping.is_set()
-        self._stopping.set()
+        self._shutdown.request()
         scheduler = self._scheduler
         if scheduler is None:
             return True
-        if first:
+        if not self._stop_logged:
+            self._stop_logged = True
             log.info(
                 "scheduler_stopping",
                 in_flight=len(self._tasks),
@@ -374,7 +343,7 @@ class DaemonScheduler:
 
         Never waits and never raises; repeated requests for one window are coalesced.
         """
-        if self._stopping.is_set():
+        if self.stopping:
             return False
         self._refresh.pending.add((workspace_id, date))
         self._update_pending_gauge()
@@ -572,7 +541,7 @@ class DaemonScheduler:
 
     async def _job(self, name: str) -> None:
         """Run one job under the lock, recording and logging its outcome."""
-        if self._stopping.is_set():
+        if self.stopping:
             return
         task = asyncio.current_task()
         if task is not None:
@@ -581,7 +550,7 @@ class DaemonScheduler:
         try:
             await self._lock.acquire(_PRIORITY[name])
             try:
-                if not self._stopping.is_set():
+                if not self.stopping:
                     await self._run_recorded(name)
             finally:
                 self._lock.release()

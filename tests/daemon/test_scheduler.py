@@ -10,6 +10,7 @@ import pytest
 from syncd.daemon.metrics import Metrics
 from syncd.daemon.plan import make_plan
 from syncd.daemon.scheduler import DaemonScheduler, Intervals, PriorityLock
+from syncd.shutdown import Shutdown
 
 LONG = 3600.0
 
@@ -214,7 +215,7 @@ async def test_health_turns_503_when_no_sync_succeeded_recently(started):
     ok, details = sched.health()
     assert not ok
     assert "no successful sync for 61s" in details["reason"]
-    await sched.checkpoint()  # progress of a long job counts
+    sched.progress()  # a window committed by a long job counts
     assert sched.health()[0]
 
 
@@ -248,22 +249,55 @@ async def test_stop_waits_for_the_job_in_flight_without_cancelling_it(started):
 async def test_stop_lets_a_long_job_end_after_the_window_in_flight(started):
     jobs = Jobs()
     committed: list[int] = []
+    shutdown = Shutdown()
 
     async def backfill() -> None:
         for window in range(1000):
+            shutdown.check()  # as the engine does before each request
             await asyncio.sleep(0.01)  # fetch + commit one window
             committed.append(window)
-            await sched.checkpoint()  # raises ShutdownRequested once stopping
 
-    sched = make(jobs)
+    sched = make(jobs, shutdown=shutdown)
     sched._fns["poll"] = backfill
     await started(sched)
     await until(lambda: len(committed) >= 3)
     assert await sched.stop(5) is True
+    assert shutdown.requested  # the engine, client and budget watching it stop too
     assert len(committed) < 1000
     poll = sched.status()["jobs"]["poll"]
     assert poll["failures"] == 0
     assert poll["last_error"] is None
+
+
+async def test_a_requested_shutdown_starts_no_job_and_ends_the_one_in_flight(started):
+    """A stop signal requests the process's shutdown before the daemon stops the
+    scheduler: from then on no job starts, the long job in flight ends after its window,
+    and no refresh is queued."""
+    jobs = Jobs()
+    committed: list[int] = []
+    shutdown = Shutdown()
+
+    async def backfill() -> None:
+        for window in range(1000):
+            shutdown.check()
+            await asyncio.sleep(0.01)
+            committed.append(window)
+
+    sched = make(jobs, poll=0.05, shutdown=shutdown)
+    sched._fns["poll"] = backfill
+    await started(sched)
+    await until(lambda: len(committed) >= 3)
+    shutdown.request()  # the signal handler; stop() is not called yet
+    assert sched.stopping
+    await until(lambda: not sched.status()["jobs"]["poll"]["running"])
+    runs = sched.status()["jobs"]["poll"]["runs"]
+    assert sched.status()["jobs"]["poll"]["failures"] == 0
+    assert not sched.request_refresh("ws1", "2024-01-15")
+    await asyncio.sleep(0.2)  # several poll intervals
+    assert sched.status()["jobs"]["poll"]["runs"] == runs
+    assert len(committed) < 1000
+    assert sched.health()[1]["reason"] == "stopping"
+    assert await sched.stop(5) is True
 
 
 async def test_stop_cancels_only_after_the_timeout(started):
@@ -283,30 +317,6 @@ async def test_stop_cancels_only_after_the_timeout(started):
     await asyncio.sleep(0.05)
     assert await sched.stop(0.1) is False
     assert state["cancelled"]
-
-
-async def test_checkpoint_lets_a_push_refresh_run_between_windows(started):
-    jobs = Jobs()
-    done: list[str] = []
-
-    async def long_poll() -> None:
-        for window in range(10):
-            await asyncio.sleep(0.02)
-            done.append(f"w{window}")
-            await sched.checkpoint()
-
-    async def refresh(windows) -> None:
-        done.append("refresh")
-
-    sched = make(jobs)
-    sched._fns["poll"] = long_poll
-    sched._refresh_fn = refresh
-    await started(sched)
-    await until(lambda: len(done) >= 2)
-    sched.request_refresh("ws1", "2024-01-15")
-    await until(lambda: "w9" in done)
-    assert "refresh" in done
-    assert done.index("refresh") < done.index("w9")
 
 
 async def test_a_failed_refresh_is_retried_then_dropped(started):

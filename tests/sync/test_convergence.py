@@ -58,7 +58,7 @@ offsets = st.one_of(recent, st.integers(min_value=0, max_value=HISTORY_DAYS))
 words = st.sampled_from(["", "invoice", "review", "café", "東京 standup"])
 hours = st.integers(min_value=0, max_value=60)
 
-ENGINE_SETTINGS = SyncSettings(
+ENGINE_SETTINGS = SyncSettings.from_config(
     hot_window_days=3,
     interval_seconds=6 * 3600,
     reconcile_period_hours=72,
@@ -68,7 +68,7 @@ ENGINE_SETTINGS = SyncSettings(
     mass_delete_min=10**9,  # the guard has its own tests; here every scan must apply
 )
 # One slice of this covers all history: what an operator's full re-verification does.
-FULL_SWEEP = SyncSettings(
+FULL_SWEEP = SyncSettings.from_config(
     hot_window_days=3,
     interval_seconds=86400,
     reconcile_period_hours=24,
@@ -125,7 +125,7 @@ class EngineConvergence(RuleBasedStateMachine):
             self.store,
             ENGINE_SETTINGS,
             clock=self.clock,
-            should_stop=self.stopping,
+            shutdown=self,
             on_window=self.window_committed,
         )
         self.delivered: set[str] = set()
@@ -170,11 +170,13 @@ class EngineConvergence(RuleBasedStateMachine):
         wrong tombstone that a later window of the same run revives is still caught."""
         self.check_mirror()
 
-    def stopping(self) -> bool:
+    def check(self, reason: str = "stop requested") -> None:
+        """The engine's shutdown check: a stop arrives once ``stop_after`` checks passed."""
         if self.stop_after is None:
-            return False
+            return
         self.stop_after -= 1
-        return self.stop_after < 0
+        if self.stop_after < 0:
+            raise ShutdownRequested(reason)
 
     def report(self, kind: str) -> RunReport:
         return RunReport(kind=kind, started_at=self.clock.stamp())

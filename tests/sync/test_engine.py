@@ -16,6 +16,7 @@ import pytest
 
 from syncd.errors import MassDeleteError, ServerError, ShutdownRequested, TransportError
 from syncd.records import EventKind, Priority, Ref, RunReport, Source
+from syncd.shutdown import Shutdown
 from syncd.store import AsyncStore
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
@@ -24,7 +25,7 @@ from .fakes import WS, Clock, FakeUpstream, FindCall, days_back, push_of
 
 
 def make_engine(upstream: FakeUpstream, store: AsyncStore, clock: Clock, **settings) -> SyncEngine:
-    return SyncEngine(upstream, store, SyncSettings(**settings), clock=clock)
+    return SyncEngine(upstream, store, SyncSettings.from_config(**settings), clock=clock)
 
 
 async def run_once(engine: SyncEngine, clock: Clock) -> RunReport:
@@ -441,21 +442,21 @@ async def test_stop_request_commits_the_window_in_flight_then_raises(
     run carries on from there."""
     today = clock.today()
     upstream.add_many(days_back(today, *range(0, 500, 3)))
-    stop = False
+    shutdown = Shutdown()
     windows: list[ScanProgress] = []
 
     def signal_during_third_request(call: FindCall) -> None:
-        nonlocal stop
-        stop = stop or upstream.find_calls == 3
+        if upstream.find_calls == 3:
+            shutdown.request()
 
     upstream.on_find = signal_during_third_request
-    settings = SyncSettings(history_start=clock.days_ago(500), window_target_entries=10)
+    settings = SyncSettings.from_config(history_start=clock.days_ago(500), window_target_entries=10)
     engine = SyncEngine(
         upstream,
         store,
         settings,
         clock=clock,
-        should_stop=lambda: stop,
+        shutdown=shutdown,
         on_window=windows.append,
     )
 

@@ -39,7 +39,7 @@ async def backfill(
     timer = Timer(seconds_per_answer)
     upstream.on_find = timer.answered
     upstream.reset_counts()
-    settings = SyncSettings(
+    settings = SyncSettings.from_config(
         history_start=clock.days_ago(DAYS),
         window_target_entries=50,
         window_max_entries=800,
