@@ -1,10 +1,11 @@
-# syncd: `make demo` runs the main job against the bundled emulator, `make test` runs the suite.
+# syncd: `make demo` runs the main job against the bundled emulator, `make test` runs the suite,
+# `make test-fast` the tests that start no process (no syncd, daemon, emulator or browser).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test check lint fmt bench clean
+.PHONY: install browser demo test test-fast check lint fmt bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ check: install
 
 test: check
 	$(BIN)/pytest
+
+# Everything but the end-to-end tests (marker e2e, see tests/support/tiers.py): no ruff, no
+# lint-imports, no browser check.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not e2e"
 
 fmt: install
 	$(BIN)/ruff format .
