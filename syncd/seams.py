@@ -14,7 +14,6 @@ from typing import Protocol
 from syncd.records import (
     Priority,
     RunReport,
-    Source,
     TimeEntry,
     WebhookEvent,
     WebhookSubscription,
@@ -119,14 +118,6 @@ class MirrorStore(Protocol):
         """Dates (YYYY-MM-DD) of entries the mirror holds as running timers."""
         ...
 
-    async def apply_pushed_entry(self, entry: TimeEntry, source: Source, synced_at: str) -> str:
-        """Upsert one entry from a push unless the mirror holds a newer ``updated_at``.
-
-        Returns ``"inserted"``, ``"updated"``, ``"revived"``, ``"stale"``, or ``"ignored"``
-        for a workspace the mirror does not hold (nothing written).
-        """
-        ...
-
     async def apply_push(
         self,
         event: WebhookEvent,
@@ -135,21 +126,19 @@ class MirrorStore(Protocol):
         *,
         outcome: str = "recorded",
     ) -> str:
-        """Ledger the event, apply ``entry`` (if any) as ``apply_pushed_entry`` does, and
-        record the outcome, in one transaction.
+        """Ledger the event, upsert ``entry`` (if any) unless the mirror holds a newer
+        ``updated_at``, and record the outcome, in one transaction.
 
         Returns ``"duplicate"`` (nothing written) when the event was seen before, else the
-        entry's outcome, or ``outcome`` when there is no entry.
+        entry's outcome (``"inserted"``, ``"updated"``, ``"revived"``, ``"stale"``, or
+        ``"ignored"`` for a workspace the mirror does not hold), or ``outcome`` when there is
+        no entry.
         """
         ...
 
     async def get_setting(self, key: str) -> str | None: ...
 
     async def set_setting(self, key: str, value: str | None) -> None: ...
-
-    async def record_webhook_event(self, event: WebhookEvent, received_at: str) -> bool:
-        """Add the event to the ``webhook_events`` ledger; False if it was seen before."""
-        ...
 
     async def start_run(self, kind: str, started_at: str) -> int: ...
 

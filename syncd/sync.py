@@ -765,21 +765,18 @@ class SyncEngine:
         wanted = self.settings.workspaces
         if wanted and event.workspace_id not in wanted:
             return "ignored", ()  # a workspace this mirror does not hold
-        if not await self.store.record_webhook_event(event, now):
-            return "duplicate", ()
-        if event.kind in ENTRY_EVENTS and event.entry is not None:
-            entry = _arrived(event.entry, moment)
-            outcome = await self.store.apply_pushed_entry(entry, Source.WEBHOOK, now)
-            if outcome in ("ignored", "refused"):
-                return outcome, ()
-            days = {entry.date}
-            reading = await self._current_reading()
-            if reading.field != "date" and entry.created_at:
-                days.add(entry.created_at[:10])
-            return outcome, tuple((entry.workspace_id, d) for d in sorted(days))
-        if event.kind is EventKind.TIME_ENTRY_DELETED:
-            return "refused", ()  # not subscribed to: a scan finds deletions
-        return "recorded", ()
+        carries_entry = event.kind in ENTRY_EVENTS and event.entry is not None
+        entry = _arrived(event.entry, moment) if carries_entry else None
+        # Deletions are not subscribed to (a scan finds them): ledgered as refused.
+        unused = "refused" if event.kind is EventKind.TIME_ENTRY_DELETED else "recorded"
+        outcome = await self.store.apply_push(event, now, entry, outcome=unused)
+        if entry is None or outcome in ("duplicate", "ignored", "refused"):
+            return outcome, ()
+        days = {entry.date}
+        reading = await self._current_reading()
+        if reading.field != "date" and entry.created_at:
+            days.add(entry.created_at[:10])
+        return outcome, tuple((entry.workspace_id, d) for d in sorted(days))
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -293,8 +293,6 @@ class Daemon:
     async def _on_event(self, event: WebhookEvent) -> str:
         """Record and apply a delivery, queue its confirming re-scan; never calls upstream."""
         outcome, windows = await self.rt.engine.apply_event(event)
-        if outcome != "duplicate":
-            await self.rt.store.set_webhook_outcome(event.dedupe_key, outcome)
         if self.scheduler is not None:
             for window in windows:
                 self.scheduler.request_refresh(*window)
