@@ -15,7 +15,8 @@ every ``%`` as a placeholder, so a literal ``%`` is written ``%%``; and ``atomic
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import psycopg
@@ -110,3 +111,29 @@ def backend_name(db: Database) -> str:
     if isinstance(db, SqliteDatabase):
         return SQLITE
     raise StoreError(f"unsupported database backend {type(db).__name__}")
+
+
+def is_postgres(db: Database) -> bool:
+    """Whether ``db`` is a PostgreSQL database."""
+    return isinstance(db, PostgresqlDatabase)
+
+
+def write_transaction(db: Database) -> Any:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite (the write lock is taken up front,
+    so two writers never deadlock on an upgrade), a plain ``BEGIN`` on PostgreSQL (row locks
+    serialise writers)."""
+    return db.atomic() if is_postgres(db) else db.atomic("IMMEDIATE")
+
+
+def portable(db: Database, sql: str) -> str:
+    """``sql`` written with ``?`` placeholders, in the placeholder style of ``db``: unchanged
+    on SQLite; on PostgreSQL each ``?`` becomes ``%s`` and a literal ``%`` becomes ``%%``.
+    The text must hold no ``?`` or ``%`` inside string literals."""
+    if not is_postgres(db):
+        return sql
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def execute(db: Database, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run ``sql`` (``?`` placeholders) on ``db``; returns the cursor."""
+    return db.execute_sql(portable(db, sql), tuple(params))
