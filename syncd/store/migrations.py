@@ -576,6 +576,18 @@ VERIFICATION_TIERS = tuple(
     )
 )
 
+# Expiring leases, one row per name (see ``leases.py``), so several syncd processes can share
+# one key's work; times are seconds since the epoch by the database's clock.
+LEASES = (
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY NOT NULL,
+        holder TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -589,6 +601,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0010_rejected_entries", REJECTED_ENTRIES),
     Migration("0011_search_declared_for_datasette", SEARCH_FOR_DATASETTE),
     Migration("0012_verification_tiers", VERIFICATION_TIERS),
+    Migration("0013_leases", LEASES),
 )
 
 
