@@ -11,7 +11,9 @@ Tables (created by the store's migrations):
 :class:`SqliteBudgetLedger` implements :class:`~syncd.budget_ledger.BudgetLedger`;
 :func:`budget_ledger` hands out the one of a mirror store, and the budget runs its methods
 on the database thread. ``acquire`` is one short ``BEGIN IMMEDIATE`` transaction, so every
-process using the same database file sees one consistent budget.
+process using the same database file sees one consistent budget. What it decides is
+``budget_windows``'s arithmetic, shared with the PostgreSQL ledger, reading the key's rows
+through :class:`_SqliteReads`.
 """
 
 from __future__ import annotations
@@ -25,18 +27,16 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import peewee
 
 from syncd.budget_ledger import (
-    DAY,
     KEEP_GRANTS,
     MINUTE,
-    RESERVE_AHEAD,
     SECOND_SPAN,
-    SERVER_SECOND_RESET,
     Caps,
     Decision,
     Observation,
     Usage,
     day_start,
 )
+from syncd.store.budget_windows import NO_STATE, State, counts_since, plan_grant
 from syncd.store.failures import storage_error
 
 if TYPE_CHECKING:
@@ -61,26 +61,25 @@ def _store_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _state(db: Any, key_id: str) -> tuple[float, int | None, float | None, float | None]:
+def _state(db: Any, key_id: str) -> State:
     row = db.execute_sql(
         "SELECT not_before, server_remaining, server_reset, server_seen_at"
         " FROM budget_state WHERE key_id = ?",
         (key_id,),
     ).fetchone()
     if row is None:
-        return 0.0, None, None, None
+        return NO_STATE
     return float(row[0] or 0.0), row[1], row[2], row[3]
 
 
 def _counts(db: Any, key_id: str, now: float) -> tuple[int, int, int]:
-    since = min(day_start(now), now - MINUTE)
     row = db.execute_sql(
         "SELECT"
         " COALESCE(SUM(granted_at > ?), 0),"
         " COALESCE(SUM(granted_at > ?), 0),"
         " COALESCE(SUM(granted_at >= ?), 0)"
         " FROM budget_grants WHERE key_id = ? AND granted_at >= ?",
-        (now - SECOND_SPAN, now - MINUTE, day_start(now), key_id, since),
+        (now - SECOND_SPAN, now - MINUTE, day_start(now), key_id, counts_since(now)),
     ).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -103,50 +102,25 @@ def _grants_since(db: Any, key_id: str, since: float) -> int:
     return int(row[0])
 
 
-def _server_wait(db: Any, key_id: str, now: float, state: tuple) -> float:
-    """Seconds to wait because the server's ``X-RateLimit-Remaining`` says so (0: no wait).
+class _SqliteReads:
+    """The window arithmetic's reads (``budget_windows.WindowReads``) of ``key_id`` in the
+    SQLite ``db``, inside the caller's transaction; each reads the rows as they are then."""
 
-    The server reports what is left of its tightest window, which need not be the minute,
-    so its word is honoured as it stands: once the grants made after it have used up
-    ``remaining``, nothing goes until ``reset``. Margins and priority reserves are the local
-    windows' business.
-    """
-    _, remaining, reset, seen_at = state
-    if remaining is None or seen_at is None:
-        return 0.0
-    reset = reset if reset is not None else seen_at + MINUTE
-    if now >= reset:
-        return 0.0  # that view of the window has expired
-    if reset - seen_at <= SERVER_SECOND_RESET:
-        # The tightest window was the server's second, which the local per-second cap (and
-        # its margin) already governs; at full pace that window often has one slot left, and
-        # a whole-second Reset would stall every tenth request. A 429 still says otherwise.
-        return 0.0
-    left = remaining - _grants_since(db, key_id, seen_at)
-    return reset - now if left <= 0 else 0.0
+    def __init__(self, db: Any, key_id: str) -> None:
+        self._db = db
+        self._key_id = key_id
 
+    def state(self) -> State:
+        return _state(self._db, self._key_id)
 
-def _check(db: Any, key_id: str, now: float, caps: Caps) -> Decision | None:
-    """Why a request may not go now, or None when it may."""
-    state = _state(db, key_id)
-    if now < state[0]:
-        return Decision(False, state[0] - now, "not_before")
-    second, minute, day = _counts(db, key_id, now)
-    tomorrow = day_start(now) + DAY
-    if caps.daily_cap is not None and day >= caps.daily_cap:
-        return Decision(False, tomorrow - now, "daily_share", exhausted_until=tomorrow)
-    if day >= caps.per_day:
-        return Decision(False, tomorrow - now, "per_day", exhausted_until=tomorrow)
-    if second >= caps.per_second:
-        wait = _frees_at(db, key_id, now, SECOND_SPAN, second, caps.per_second) - now
-        return Decision(False, wait, "per_second")
-    if minute >= caps.per_minute:
-        wait = _frees_at(db, key_id, now, MINUTE, minute, caps.per_minute) - now
-        return Decision(False, wait, "per_minute")
-    server = _server_wait(db, key_id, now, state)
-    if server > 0:
-        return Decision(False, server, "server_remaining")
-    return None
+    def counts(self, now: float) -> tuple[int, int, int]:
+        return _counts(self._db, self._key_id, now)
+
+    def frees_at(self, now: float, span: float, count: int, cap: int) -> float:
+        return _frees_at(self._db, self._key_id, now, span, count, cap)
+
+    def grants_since(self, since: float) -> int:
+        return _grants_since(self._db, self._key_id, since)
 
 
 def _ensure_state(db: Any, key_id: str) -> None:
@@ -202,7 +176,7 @@ class SqliteBudgetLedger:
         that moment (if every other window allows it then), so the caller sleeps and sends
         without asking the database again and the request goes out on time even when the
         database is busy at that moment. When the slot is further off, the refusal says to
-        ask again ``RESERVE_AHEAD`` before it.
+        ask again ``RESERVE_AHEAD`` before it (``budget_windows.plan_grant`` decides).
         """
         db, key_id = self._db, self._key_id
         with db.atomic("IMMEDIATE"):
@@ -210,21 +184,11 @@ class SqliteBudgetLedger:
                 db.execute_sql("DELETE FROM budget_grants WHERE id = ?", (give_back,))
             if observed is not None:
                 _observe(db, key_id, observed)
-            at = now
-            refusal = _check(db, key_id, now, caps)
-            if refusal is not None and refusal.reason == "per_second":
-                if refusal.wait <= RESERVE_AHEAD:
-                    at = now + refusal.wait
-                    if _check(db, key_id, at, caps) is None:
-                        refusal = None
-                else:  # ask again in time to reserve the slot
-                    refusal = replace(refusal, wait=refusal.wait - RESERVE_AHEAD)
-            if refusal is not None:
-                return Decision(
-                    False, max(refusal.wait, 0.001), refusal.reason, refusal.exhausted_until
-                )
+            decision, at = plan_grant(_SqliteReads(db, key_id), now, caps)
+            if not decision.granted:
+                return decision
             cursor = db.execute_sql(_INSERT_GRANT, (key_id, at, priority, pid))
-        return Decision(True, at - now, "reserved" if at > now else "", grant_id=cursor.lastrowid)
+        return replace(decision, grant_id=cursor.lastrowid)
 
     @_store_errors
     def defer(self, until: float) -> float:

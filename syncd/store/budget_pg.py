@@ -14,10 +14,9 @@ failure or a deadlock (CockroachDB runs everything SERIALIZABLE) is run again, u
 ``ATTEMPTS`` times in all. ``defer`` and ``observe`` are one upsert each, ``usage`` and
 ``prune`` one statement each.
 
-The window arithmetic (:func:`refusal_at`, :func:`plan_grant`) is pure: it reads the
-ledger's rows through :class:`WindowReads` and writes nothing. The SQLite ledger still holds
-its own copy of it (``_check``, ``_server_wait`` and the reservation step of its
-``acquire``); the two decide alike, which ``tests/postgres/test_budget_pg.py`` checks.
+The window arithmetic is ``budget_windows``'s (:func:`~syncd.store.budget_windows.plan_grant`),
+shared with the SQLite ledger; this module only adapts its reads (:class:`_Reads`) to the
+key's rows. ``tests/postgres/test_budget_pg.py`` checks the two ledgers decide alike.
 """
 
 from __future__ import annotations
@@ -25,35 +24,29 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Final, ParamSpec, Protocol, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import peewee
 import psycopg
 
 from syncd.budget_ledger import (
-    DAY,
     KEEP_GRANTS,
     MINUTE,
-    RESERVE_AHEAD,
     SECOND_SPAN,
-    SERVER_SECOND_RESET,
     Caps,
     Decision,
     Observation,
     Usage,
     day_start,
 )
+from syncd.store.budget_windows import NO_STATE, State, counts_since, plan_grant
 from syncd.store.failures import storage_error
-
-#: ``(not_before, server_remaining, server_reset, server_seen_at)`` of one key.
-State = tuple[float, int | None, float | None, float | None]
 
 #: How many times a transaction is tried when the server aborts it as retryable.
 ATTEMPTS: Final = 3
 #: SQLSTATEs of a transaction that may simply be run again: serialization failure, deadlock.
 RETRYABLE: Final = frozenset({"40001", "40P01"})
 
-_NO_STATE: Final[State] = (0.0, None, None, None)
 _LOCK_STATE = (
     "SELECT not_before, server_remaining, server_reset, server_seen_at"
     " FROM budget_state WHERE key_id = %s FOR UPDATE"
@@ -103,99 +96,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-# --------------------------------------------------------------------------- window arithmetic
-
-
-class WindowReads(Protocol):
-    """What the window arithmetic reads of one key's rows, inside the ledger's transaction."""
-
-    def state(self) -> State:
-        """The key's deadline and server view (``(0.0, None, None, None)`` when none)."""
-        ...
-
-    def counts(self, now: float) -> tuple[int, int, int]:
-        """Grants in the second (over ``SECOND_SPAN``), the rolling minute and the UTC day."""
-        ...
-
-    def frees_at(self, now: float, span: float, count: int, cap: int) -> float:
-        """When the rolling ``span`` window holding ``count`` grants drops below ``cap``."""
-        ...
-
-    def grants_since(self, since: float) -> int:
-        """Grants made after ``since``."""
-        ...
-
-
-def server_wait(reads: WindowReads, now: float, state: State) -> float:
-    """Seconds to wait because the server's ``X-RateLimit-Remaining`` says so (0: no wait).
-
-    Once the grants made after the observation have used up its ``remaining``, nothing goes
-    until its ``reset``; a view that has expired, or whose ``reset`` is the server's
-    per-second window's (``SERVER_SECOND_RESET``), is left to the local windows.
-    """
-    _, remaining, reset, seen_at = state
-    if remaining is None or seen_at is None:
-        return 0.0
-    reset = reset if reset is not None else seen_at + MINUTE
-    if now >= reset or reset - seen_at <= SERVER_SECOND_RESET:
-        return 0.0
-    left = remaining - reads.grants_since(seen_at)
-    return reset - now if left <= 0 else 0.0
-
-
-def refusal_at(reads: WindowReads, now: float, caps: Caps) -> Decision | None:
-    """Why a request may not go at ``now``, or None when it may.
-
-    Checks, in order: the ``not_before`` deadline, ``caps.daily_cap``, the day, second and
-    minute windows, then the server's last view. Raises what ``reads`` raises.
-    """
-    state = reads.state()
-    if now < state[0]:
-        return Decision(False, state[0] - now, "not_before")
-    second, minute, day = reads.counts(now)
-    tomorrow = day_start(now) + DAY
-    if caps.daily_cap is not None and day >= caps.daily_cap:
-        return Decision(False, tomorrow - now, "daily_share", exhausted_until=tomorrow)
-    if day >= caps.per_day:
-        return Decision(False, tomorrow - now, "per_day", exhausted_until=tomorrow)
-    if second >= caps.per_second:
-        wait = reads.frees_at(now, SECOND_SPAN, second, caps.per_second) - now
-        return Decision(False, wait, "per_second")
-    if minute >= caps.per_minute:
-        wait = reads.frees_at(now, MINUTE, minute, caps.per_minute) - now
-        return Decision(False, wait, "per_minute")
-    server = server_wait(reads, now, state)
-    if server > 0:
-        return Decision(False, server, "server_remaining")
-    return None
-
-
-def plan_grant(reads: WindowReads, now: float, caps: Caps) -> tuple[Decision, float]:
-    """The decision on a request at ``now`` and the moment its grant is to be recorded at.
-
-    When only the per-second window refuses and frees a slot within ``RESERVE_AHEAD``, the
-    grant is for that moment if every window allows it then (``wait`` says how far ahead,
-    reason ``"reserved"``); a slot further off is refused with a ``wait`` that asks again
-    ``RESERVE_AHEAD`` before it. A refusal waits at least a millisecond. The decision carries
-    no ``grant_id``: the caller records the grant. Raises what ``reads`` raises.
-    """
-    at = now
-    refusal = refusal_at(reads, now, caps)
-    if refusal is not None and refusal.reason == "per_second":
-        if refusal.wait <= RESERVE_AHEAD:
-            at = now + refusal.wait
-            if refusal_at(reads, at, caps) is None:
-                refusal = None
-        else:
-            refusal = replace(refusal, wait=refusal.wait - RESERVE_AHEAD)
-    if refusal is not None:
-        decision = Decision(
-            False, max(refusal.wait, 0.001), refusal.reason, refusal.exhausted_until
-        )
-        return decision, now
-    return Decision(True, at - now, "reserved" if at > now else ""), at
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -224,12 +124,13 @@ def _transaction(fn: Callable[P, R]) -> Callable[P, R]:
 
 def _as_state(row: tuple[Any, ...] | None) -> State:
     if row is None or row[0] is None:
-        return _NO_STATE
+        return NO_STATE
     return float(row[0]), row[1], row[2], row[3]
 
 
 class _Reads:
-    """:class:`WindowReads` of one key inside an ``acquire`` that holds its state row."""
+    """The window arithmetic's reads (``budget_windows.WindowReads``) of one key, inside an
+    ``acquire`` that holds its state row."""
 
     def __init__(self, db: Any, key_id: str, state: State) -> None:
         self._db = db
@@ -255,8 +156,7 @@ class _Reads:
 
 
 def _counts_params(key_id: str, now: float) -> tuple[object, ...]:
-    since = min(day_start(now), now - MINUTE)
-    return (now - SECOND_SPAN, now - MINUTE, day_start(now), key_id, since)
+    return (now - SECOND_SPAN, now - MINUTE, day_start(now), key_id, counts_since(now))
 
 
 class PostgresBudgetLedger:
