@@ -11,6 +11,8 @@ the models below in step.
 Environment variables read here, and nowhere else in syncd:
 
 * ``SYNCD_API_KEY``: the API key, when the file sets neither ``api.key`` nor ``api.key_file``.
+* ``SYNCD_DATABASE_URL``: the PostgreSQL URL (a secret: it may hold a password), when the file
+  sets no ``database.url``.
 * ``CREDENTIALS_DIRECTORY``: set by systemd for ``LoadCredential=``; the key is read from the
   file ``syncd_api_key`` in it when no other source gives one.
 * ``STATE_DIRECTORY``: set by systemd for ``StateDirectory=``; the webhook token file is kept
@@ -50,6 +52,7 @@ from syncd.api import DEFAULT_API_URL, DEFAULT_APP_URL, MAX_DELIVERY_BYTES
 from syncd.errors import ConfigError
 
 KEY_ENV = "SYNCD_API_KEY"
+DATABASE_URL_ENV = "SYNCD_DATABASE_URL"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 CREDENTIAL_NAME = "syncd_api_key"
 STATE_ENV = "STATE_DIRECTORY"
@@ -144,11 +147,79 @@ class ApiConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """``[database]``: the mirror's SQLite file."""
+    """``[database]``: where the mirror lives, a SQLite file (``path``, the default) or a
+    PostgreSQL database (``url``, ``postgresql://…``); never both.
+
+    ``url`` is a secret (it may carry a password): it is masked in dumps and reprs, and
+    shown only through :attr:`shown` (password replaced by ``***``).
+    """
 
     path: Path = Field(default=Path("/var/lib/syncd/mirror.sqlite"), strict=False)
+    url: SecretStr | None = None
+
+    _url_source: str | None = PrivateAttr(default=None)
 
     _path = field_validator("path", mode="before")(_resolve_path)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text:
+            raise ValueError("must not be empty")
+        from syncd.store.backend import postgres_conninfo  # heavy: only when a URL is set
+
+        try:
+            postgres_conninfo(text)
+        except ConfigError as exc:
+            raise ValueError(exc.problems[0].removeprefix("database.url: ")) from None
+        return SecretStr(text)
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the mirror lives in PostgreSQL (``url`` is set)."""
+        return self.url is not None
+
+    @property
+    def location(self) -> Path | str:
+        """Where the mirror lives, for ``Store``: the PostgreSQL URL when ``url`` is set,
+        otherwise the SQLite file's path."""
+        return self.url.get_secret_value() if self.url is not None else self.path
+
+    @property
+    def shown(self) -> str:
+        """:attr:`location` as messages and logs show it (a URL's password as ``***``)."""
+        if self.url is None:
+            return str(self.path)
+        from syncd.store.backend import redact
+
+        return redact(self.url.get_secret_value())
+
+    @property
+    def url_source(self) -> str | None:
+        """Where ``url`` came from (``database.url`` or ``SYNCD_DATABASE_URL``), or None."""
+        return self._url_source
+
+    def password(self) -> str | None:
+        """The password in ``url`` (for the log redaction), or None."""
+        if self.url is None:
+            return None
+        try:
+            return urlsplit(self.url.get_secret_value()).password or None
+        except ValueError:
+            return None
+
+    def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        if self.url is not None and "path" in self.model_fields_set:
+            return [
+                (
+                    ("url", "path"),
+                    "set either database.path (SQLite) or database.url (PostgreSQL), not both",
+                )
+            ]
+        return []
 
 
 class LimitsConfig(_Section):
@@ -373,18 +444,24 @@ class Config(BaseModel):
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret in the config, as text, for the log redaction."""
-        values = [self.webhooks.secret.get_secret_value()]
+        values = [self.webhooks.secret.get_secret_value(), self.database.password() or ""]
         if self.api.key is not None:
             values.append(self.api.key.get_secret_value())
+        if self.database.url is not None:
+            values.append(self.database.url.get_secret_value())
         return tuple(v for v in values if v)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain JSON-able data with every secret masked (for ``check-config``).
 
-        ``api.key_source`` tells where the key came from.
+        ``api.key_source`` tells where the key came from, ``database.url_source`` where the
+        URL did; the URL is shown with its password as ``***``.
         """
         data = self.model_dump(mode="json")
         data["api"]["key_source"] = self.api.key_source
+        if self.database.url is not None:
+            data["database"]["url"] = self.database.shown
+            data["database"]["url_source"] = self.database.url_source
         if not self.webhooks.secret.get_secret_value():
             data["webhooks"]["secret"] = ""
         return data
@@ -478,6 +555,7 @@ def parse_config(
 
     sections: dict[str, _Section] = {}
     key_source: str | None = None
+    url_source: str | None = None
     for name, model in SECTIONS.items():
         raw = data.get(name, {})
         if not isinstance(raw, dict):
@@ -486,6 +564,9 @@ def parse_config(
         if model is ApiConfig:
             raw, key_source, key_problems = _resolve_key(raw, base_dir, env)
             problems.extend(key_problems)
+        if model is DatabaseConfig:
+            raw, url_source, url_problems = _resolve_database_url(raw, env)
+            problems.extend(url_problems)
         section, section_problems = _validate_section(name, model, raw, context)
         problems.extend(section_problems)
         if section is not None:
@@ -502,6 +583,7 @@ def parse_config(
 
     # No problems means every section validated.
     cast(ApiConfig, sections["api"])._key_source = key_source
+    cast(DatabaseConfig, sections["database"])._url_source = url_source
     config = Config(**sections)
     config._state_directory = _state_directory(env)
     return config
@@ -576,6 +658,30 @@ def _resolve_key(
                 return raw, None, [f"api.key: systemd credential {path}: {problem}"]
             return {**raw, "key": key}, f"credential {CREDENTIAL_NAME}", []
     return raw, None, []
+
+
+def _resolve_database_url(
+    raw: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], str | None, list[str]]:
+    """The PostgreSQL URL: ``database.url`` > ``SYNCD_DATABASE_URL``. Returns the section
+    with ``url`` filled in, the source's name (None without a URL), and problems: the
+    environment's URL beside a ``database.path`` in the file is one (the URL is never shown).
+    """
+    if "url" in raw:
+        return raw, "database.url", []
+    url = env.get(DATABASE_URL_ENV, "").strip()
+    if not url:
+        return raw, None, []
+    if "path" in raw:
+        return (
+            raw,
+            None,
+            [
+                f"database.path: {DATABASE_URL_ENV} sets database.url too; set either "
+                "database.path (SQLite) or database.url (PostgreSQL), not both"
+            ],
+        )
+    return {**raw, "url": url}, DATABASE_URL_ENV, []
 
 
 def _read_key_file(path: Path) -> tuple[str | None, str]:

@@ -462,3 +462,98 @@ def test_config_search_order(tmp_path):
     assert find_config(env, work) == xdg
     (work / "syncd.toml").write_text("", encoding="utf-8")
     assert find_config(env, work) == work / "syncd.toml"
+
+
+# --------------------------------------------------------------------------- the database
+
+
+PG_PASSWORD = "pg-pa55word-0042"
+PG_URL = f"postgresql://syncd:{PG_PASSWORD}@db.example.com:5432/syncd"
+
+
+def test_the_mirror_is_a_sqlite_file_by_default():
+    database = parse("").database
+    assert database.url is None
+    assert not database.postgres
+    assert database.location == Path("/var/lib/syncd/mirror.sqlite")
+    assert database.shown == "/var/lib/syncd/mirror.sqlite"
+
+
+def test_a_postgres_url_is_the_location():
+    config = parse(f'[database]\nurl = "{PG_URL}"\n')
+    assert config.database.postgres
+    assert config.database.location == PG_URL
+    assert config.database.shown == "postgresql://syncd:***@db.example.com:5432/syncd"
+    assert config.database.url_source == "database.url"
+    assert config.redacted()["database"]["url"] == config.database.shown
+    assert config.redacted()["database"]["url_source"] == "database.url"
+
+
+def test_the_url_comes_from_the_environment_when_the_file_sets_none():
+    config = parse("", env={**ENV, "SYNCD_DATABASE_URL": PG_URL})
+    assert config.database.location == PG_URL
+    assert config.database.url_source == "SYNCD_DATABASE_URL"
+    in_file = "postgresql://syncd@other.example.com/syncd"
+    config = parse(f'[database]\nurl = "{in_file}"\n', env={**ENV, "SYNCD_DATABASE_URL": PG_URL})
+    assert config.database.location == in_file
+    assert config.database.url_source == "database.url"
+
+
+def test_path_and_url_together_are_a_problem_naming_both_and_the_rest_is_still_listed():
+    problems = problems_of(
+        f'[database]\npath = "m.sqlite"\nurl = "{PG_URL}"\n[limits]\nper_day = 0\n'
+    )
+    assert sorted(problems) == [
+        "database.url: set either database.path (SQLite) or database.url (PostgreSQL), not both",
+        "limits.per_day: Input should be greater than 0",
+    ]
+    problems = problems_of(
+        '[database]\npath = "m.sqlite"\n', env={**ENV, "SYNCD_DATABASE_URL": PG_URL}
+    )
+    assert problems == [
+        "database.path: SYNCD_DATABASE_URL sets database.url too; set either database.path "
+        "(SQLite) or database.url (PostgreSQL), not both"
+    ]
+    assert not any(PG_PASSWORD in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            f"mysql://syncd:{PG_PASSWORD}@db/syncd",
+            "database.url: 'mysql://syncd:***@db/syncd' has scheme 'mysql'; expected "
+            "postgresql:// or postgres://",
+        ),
+        (
+            f"postgresql://syncd:{PG_PASSWORD}@db:5432",
+            "database.url: 'postgresql://syncd:***@db:5432' names no database "
+            "(postgresql://host/DBNAME)",
+        ),
+        (
+            f"postgresql://syncd:{PG_PASSWORD}@db:port/syncd",
+            "database.url: 'postgresql://syncd:***@db:port/syncd' is not a valid URL",
+        ),
+        ("", "database.url: must not be empty"),
+        ("db.example.com/syncd", "database.url: 'db.example.com/syncd' has no scheme"),
+    ],
+)
+def test_a_bad_url_is_named_without_its_password(url, problem):
+    for env in (ENV, {**ENV, "SYNCD_DATABASE_URL": url}):
+        text = "" if "SYNCD_DATABASE_URL" in env else f'[database]\nurl = "{url}"\n'
+        if not url and not text:
+            continue  # an empty variable sets nothing
+        problems = problems_of(f'{text}[api]\nurl = "nope"\n', env=env)
+        assert len(problems) == 2, problems
+        assert "api.url: must be an http:// or https:// URL with a host" in problems
+        (found,) = [p for p in problems if p.startswith("database.url")]
+        assert found.startswith(problem)
+        assert PG_PASSWORD not in found
+
+
+def test_the_url_and_its_password_are_secrets():
+    config = parse(f'[database]\nurl = "{PG_URL}"\n')
+    for text in (repr(config), str(config), repr(config.database), str(config.redacted())):
+        assert PG_PASSWORD not in text
+    assert {PG_PASSWORD, PG_URL} <= set(config.secret_values())
+    assert config.model_dump(mode="json")["database"]["url"] == "**********"
