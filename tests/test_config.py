@@ -557,3 +557,26 @@ def test_the_url_and_its_password_are_secrets():
         assert PG_PASSWORD not in text
     assert {PG_PASSWORD, PG_URL} <= set(config.secret_values())
     assert config.model_dump(mode="json")["database"]["url"] == "**********"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:pw@db/syncd",
+        "postgresql://u:pw@db",
+        "postgresql://u:pw@db:port/syncd",
+        "postgresql://u:pw@db/syncd?nosuchoption=1",
+        "db/syncd",
+        "postgresql://u:pw@db/syncd",
+    ],
+)
+def test_the_config_checks_a_url_as_the_store_does(url):
+    from syncd.config import postgres_url_problem
+    from syncd.store.backend import postgres_conninfo
+
+    try:
+        postgres_conninfo(url)
+        expected = None
+    except ConfigError as exc:
+        expected = exc.problems[0].removeprefix("database.url: ")
+    assert postgres_url_problem(url) == expected
