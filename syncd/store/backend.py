@@ -137,3 +137,22 @@ def portable(db: Database, sql: str) -> str:
 def execute(db: Database, sql: str, params: Sequence[Any] = ()) -> Any:
     """Run ``sql`` (``?`` placeholders) on ``db``; returns the cursor."""
     return db.execute_sql(portable(db, sql), tuple(params))
+
+
+def drop_if_broken(db: Database) -> bool:
+    """Forget ``db``'s connection when the server closed it or it broke mid-statement (a
+    PostgreSQL restart, a network cut), so the next statement connects anew; whether it did.
+
+    A SQLite connection never breaks this way: always False there.
+    """
+    if not is_postgres(db) or db.is_closed():
+        return False
+    conn = db._state.conn
+    if not (getattr(conn, "closed", False) or getattr(conn, "broken", False)):
+        return False
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
+    db.dispose()
+    return True

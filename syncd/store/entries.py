@@ -1,6 +1,6 @@
 """Writing time entries: what the mirror holds for a set of ids, and upserts and tombstones
-that keep the tag links, the reference tables, the daily totals and the description index
-in step.
+that keep the tag links, the reference tables, the daily totals and (on SQLite) the
+description index in step.
 
 Scans (``windows.py``) and pushes (``pushes.py``) both write through :class:`EntryWriter`;
 they decide *whether* a version is written, this module *how*. Every method runs inside the
@@ -116,7 +116,8 @@ class EntryWriter:
         if not ids:
             return 0
         cursor = self.db.cursor()
-        cursor.execute(self.sql.unindex_ids, (json.dumps(list(ids)),))
+        if self.sql.unindex_ids is not None:
+            cursor.execute(self.sql.unindex_ids, (json.dumps(list(ids)),))
         cursor.executemany(self.sql.tombstone, [(deleted_at, i) for i in ids])
         return cursor.rowcount
 
@@ -133,23 +134,22 @@ class EntryWriter:
             return
         cursor = self.db.cursor()
         self._upsert_refs_of(entries)
-        # A new entry gets the next free rowid here, so its links need no lookup (and a
-        # backfill appends to the link B-trees instead of rewriting pages all over them).
-        next_rowid = cursor.execute(self.sql.next_rowid).fetchone()[0]
+        # A new entry gets a fresh rowid here, so its links need no lookup (and a backfill
+        # appends to the link B-trees instead of rewriting pages all over them).
+        fresh = iter(self._new_rowids(sum(1 for e in entries if e.id not in stored)))
         source = str(source)
         rows, rowids, relinked, unindex, reindex = [], [], [], [], []
         inserted: list[TimeEntry] = []
         for e in entries:
             held = stored.get(e.id)
             if held is None:
-                next_rowid += 1
-                rowid = next_rowid
+                rowid = next(fresh)
                 rows.append(row_of(e, source, synced_at, rowid))
                 inserted.append(e)
                 reindex.append(rowid)
             else:
                 rowid = held.rowid
-                rows.append(row_of(e, source, synced_at))
+                rows.append(row_of(e, source, synced_at, rowid))
                 if held.tags:
                     relinked.append((rowid,))
                 if held.deleted_at is not None:
@@ -160,16 +160,24 @@ class EntryWriter:
             rowids.append(rowid)
         if relinked:
             cursor.executemany(self.sql.delete_links, relinked)
-        if unindex:
+        if unindex and self.sql.unindex_ids is not None:
             cursor.execute(self.sql.unindex_ids, (json.dumps(unindex),))
         cursor.executemany(self.sql.upsert_entry, rows)
         if inserted:  # updates and revivals are counted by triggers
             cursor.executemany(self.sql.add_totals, totals_of(inserted))
-        if reindex:
+        if reindex and self.sql.index_rowids is not None:
             cursor.execute(self.sql.index_rowids, (json.dumps(reindex),))
         links = [(r, t) for r, e in zip(rowids, entries, strict=True) for t in tag_ids(e)]
         if links:
             cursor.executemany(self.sql.insert_link, links)
+
+    def _new_rowids(self, n: int) -> list[int]:
+        """``n`` rowids no row of ``time_entries`` has, ascending."""
+        if n == 0:
+            return []
+        cursor = self.db.cursor()
+        cursor.execute(self.sql.new_rowids, (n,))
+        return [rowid for (rowid,) in cursor.fetchall()]
 
     def _upsert_refs_of(self, entries: Sequence[TimeEntry]) -> None:
         """Upsert the members, clients, projects, tasks and tags the entries name; on

@@ -10,6 +10,10 @@
   ``installation`` table (:data:`CHECKED_AT_SETTING`).
 * :func:`rebuild` moves a damaged mirror and its ``-wal``/``-shm`` files aside under a
   timestamped name and creates a new, empty mirror in its place.
+
+On PostgreSQL there is no file to read page by page and ``quick_check`` has no equivalent:
+the check there (:func:`verify_postgres`) is that the server answers and that the schema
+ledger is complete and not newer than this syncd. ``rebuild`` is for SQLite only.
 """
 
 from __future__ import annotations
@@ -28,14 +32,18 @@ import structlog
 from syncd.errors import (
     CorruptDatabase,
     NoDatabase,
+    SchemaTooNew,
     StoreError,
     UsageError,
 )
 from syncd.records import format_timestamp
+from syncd.store import pg_schema
+from syncd.store.backend import is_postgres_url, redact
 from syncd.store.failures import storage_error
 
 if TYPE_CHECKING:
     from syncd.store.asyncstore import AsyncStore
+    from syncd.store.mirror import Store
 
 log = structlog.get_logger("syncd.store")
 
@@ -93,12 +101,37 @@ def verify(path: str | Path) -> None:
     log.info("integrity_checked", path=str(path), seconds=seconds)
 
 
+def verify_postgres(store: Store) -> None:
+    """Check a PostgreSQL mirror: the server answers, and its schema ledger holds every step
+    this syncd knows and none it does not.
+
+    Raises ``SchemaTooNew`` (a newer syncd migrated it) or ``StoreError`` (no answer, or
+    steps missing from the ledger).
+    """
+    started = time.perf_counter()
+    missing = store.missing_migrations()  # asks the server; raises StoreError without one
+    unknown = sorted(set(store.applied_migrations()) - set(pg_schema.known_names()))
+    if unknown:
+        raise SchemaTooNew(unknown)
+    if missing:
+        log.error("integrity_check_failed", path=store.path, missing=missing)
+        raise StoreError(
+            f"mirror database {store.path}: the schema ledger lacks {', '.join(missing)}; "
+            "run syncd once with write access to migrate it"
+        )
+    log.info("integrity_checked", path=store.path, seconds=round(time.perf_counter() - started, 3))
+
+
 async def check(store: AsyncStore, *, now: datetime) -> None:
-    """Check the mirror behind ``store`` now (off the DB thread) and record when it passed.
+    """Check the mirror behind ``store`` now and record when it passed: ``quick_check`` off
+    the DB thread on SQLite, :func:`verify_postgres` on PostgreSQL.
 
     Raises ``CorruptDatabase`` (nothing is recorded then) or another ``StoreError``.
     """
-    await asyncio.to_thread(verify, store.store.path)
+    if store.store.is_postgres:
+        await store.call(verify_postgres, store.store)
+    else:
+        await asyncio.to_thread(verify, store.store.path)
     await store.set_setting(CHECKED_AT_SETTING, format_timestamp(now))
 
 
@@ -183,12 +216,18 @@ def rebuild(path: str | Path, *, now: datetime, force: bool = False) -> list[Pat
     """Move the mirror at ``path`` aside and create a new, empty one there; the moved files.
 
     Without ``force`` a mirror that passes ``quick_check`` is left alone. Raises
-    ``NoDatabase`` (no file), ``UsageError`` (the file is open in another process, or it
-    passed the check and ``force`` is not set), or ``StoreError`` (the new mirror cannot be
-    created).
+    ``NoDatabase`` (no file), ``UsageError`` (a PostgreSQL URL, the file is open in another
+    process, or it passed the check and ``force`` is not set), or ``StoreError`` (the new
+    mirror cannot be created).
     """
     from syncd.store.mirror import Store  # mirror imports this module
 
+    if is_postgres_url(str(path)):
+        raise UsageError(
+            f"syncd rebuild replaces a SQLite mirror file; {redact(str(path))} is a PostgreSQL "
+            "database, which has no file to move aside: restore it from a backup, or drop and "
+            "recreate the database and let syncd backfill it"
+        )
     if not Path(path).is_file():
         raise NoDatabase(str(path))
     ensure_not_open(path)

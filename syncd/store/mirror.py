@@ -5,19 +5,22 @@ daemon and the CLI ask of the mirror (synchronous peewee).
 a scan), ``pushes.py`` (the webhook ledger and pushed entries), ``bookkeeping.py``
 (workspaces, progress, runs, scan history), ``settings.py`` (the installation's key/value
 settings), ``snapshot.py`` and ``status_reads.py``; ``entries.py`` writes the rows for scans
-and pushes alike. Every method binds the models to this store's database and turns a SQLite
-failure into ``StoreError``.
+and pushes alike. Every method binds the models to this store's database and turns a database
+failure into ``StoreError`` (``failures.py``).
 
-All writes run in ``BEGIN IMMEDIATE`` transactions (the write lock is taken up front, so a
-concurrent writer waits on the busy timeout instead of failing half-way). ``AsyncStore``
-(``asyncstore.py``) runs these methods on one dedicated thread for asyncio callers. The
-connection's PRAGMAs below are the SQLite-only part of opening it.
+The mirror lives in a SQLite file or, given a ``postgresql://`` (``postgres://``) URL, in a
+PostgreSQL database migrated by ``pg_schema.py``; the statements that differ are rendered per
+backend in ``statements.py``. All writes run in ``backend.write_transaction``: ``BEGIN
+IMMEDIATE`` on SQLite (the write lock is taken up front, so a concurrent writer waits on the
+busy timeout instead of failing half-way), ``BEGIN`` on PostgreSQL. The connection's PRAGMAs,
+the file's mode and the WAL checkpoint thread are the SQLite-only part of opening it.
+``AsyncStore`` (``asyncstore.py``) runs these methods on one dedicated thread for asyncio
+callers, on either backend.
 """
 
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +45,7 @@ from syncd.seams import MassDeletePolicy
 from syncd.store import (
     bookkeeping,
     migrations,
+    pg_schema,
     pushes,
     settings,
     snapshot,
@@ -49,9 +53,16 @@ from syncd.store import (
     windows,
 )
 from syncd.store import models as m
+from syncd.store.backend import (
+    drop_if_broken,
+    is_postgres_url,
+    open_postgres,
+    redact,
+    write_transaction,
+)
 from syncd.store.checkpoint import Checkpointer
 from syncd.store.entries import EntryWriter
-from syncd.store.failures import storage_error
+from syncd.store.failures import DATABASE_ERRORS, storage_error
 from syncd.store.filemodes import create_mirror_file
 from syncd.store.statements import build
 
@@ -78,7 +89,8 @@ BACKSTOP_CHECKPOINT_PAGES = 16_000
 
 
 def _store_call(method: Callable[P, T]) -> Callable[P, T]:
-    """Bind the models to this store's database and turn SQLite failures into StoreError."""
+    """Bind the models to this store's database and turn database failures into StoreError;
+    a PostgreSQL connection found broken is dropped, so the next call connects anew."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -86,61 +98,89 @@ def _store_call(method: Callable[P, T]) -> Callable[P, T]:
         try:
             with self.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):  # type: ignore[attr-defined]
                 return method(*args, **kwargs)
-        except (peewee.DatabaseError, sqlite3.Error) as exc:
-            raise storage_error(exc, f"mirror database {self.path}", self.path) from exc  # type: ignore[attr-defined]
+        except DATABASE_ERRORS as exc:
+            drop_if_broken(self.db)  # type: ignore[attr-defined]
+            raise self.failure(exc) from exc  # type: ignore[attr-defined]
 
     return wrapper
 
 
 class Store:
-    """The mirror database at ``path`` (created and migrated on open).
+    """The mirror at ``location``: a SQLite file path, or a ``postgresql://`` /
+    ``postgres://`` URL (created and migrated on open).
 
-    With ``checkpoint_in_background`` a thread copies the WAL into the database after
-    commits, so no write waits for a checkpoint (see ``checkpoint.py``).
+    ``path`` names the mirror in messages: the file path, or the URL with its password
+    hidden. With ``checkpoint_in_background`` a thread copies the WAL into a SQLite database
+    after commits, so no write waits for a checkpoint (see ``checkpoint.py``); PostgreSQL has
+    no WAL file to copy and ignores it.
 
-    Raises ``SchemaTooNew`` when the file was migrated by a newer syncd and ``StoreError``
-    when it cannot be opened (not a database, unwritable directory, locked for longer than
-    ``timeout`` seconds).
+    Raises ``SchemaTooNew`` when the database was migrated by a newer syncd, ``ConfigError``
+    for a malformed PostgreSQL URL, and ``StoreError`` when it cannot be opened (not a
+    database, unwritable directory, locked for longer than ``timeout`` seconds, a server that
+    cannot be reached).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        location: str | Path,
         *,
         timeout: float = 30.0,
         migrate: bool = True,
         checkpoint_in_background: bool = False,
     ) -> None:
-        self.path = str(path)
-        if migrate:
-            create_mirror_file(self.path)  # 0640; SQLite gives -wal and -shm the same mode
-        self.db = SqliteDatabase(self.path, timeout=timeout, pragmas=PRAGMAS)
+        self.location = str(location)
+        self.is_postgres = is_postgres_url(self.location)
+        self.path = redact(self.location) if self.is_postgres else self.location
         self._checkpointer: Checkpointer | None = None
-        try:
-            # Switching a new file to WAL takes an exclusive lock, and SQLite answers "locked"
-            # at once instead of waiting out the busy timeout: two processes creating the
-            # mirror together retry here (jittered) until ``timeout``.
-            for attempt in stamina.retry_context(
-                on=_locked, attempts=None, timeout=timeout, wait_initial=0.02, wait_max=0.5
-            ):
-                with attempt:
-                    self.db.connect(reuse_if_open=True)
+        if self.is_postgres:
+            self.db: peewee.Database = open_postgres(self.location, connect_timeout=timeout)
+            schema: Any = pg_schema
+        else:
             if migrate:
-                migrations.migrate(self.db)
+                create_mirror_file(self.path)  # 0640; SQLite gives -wal and -shm the same mode
+            self.db = SqliteDatabase(self.path, timeout=timeout, pragmas=PRAGMAS)
+            schema = migrations
+        self._schema = schema
+        try:
+            if not self.is_postgres:
+                self._connect_sqlite(timeout)
+            if migrate:
+                schema.migrate(self.db)
             else:
-                migrations.check_not_too_new(self.db)
+                schema.check_not_too_new(self.db)
             with self.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):
                 self._sql = build(self.db)
             self._entries = EntryWriter(self.db, self._sql)
-            if checkpoint_in_background:
+            if checkpoint_in_background and not self.is_postgres:
                 self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
                 self._checkpointer = Checkpointer(self.path, timeout=timeout)
         except SchemaTooNew:
             self.db.close()
             raise
-        except (peewee.DatabaseError, sqlite3.Error) as exc:
+        except DATABASE_ERRORS as exc:
+            drop_if_broken(self.db)
             self.db.close()
-            raise storage_error(exc, f"cannot open mirror database {self.path}", self.path) from exc
+            where = f"cannot open mirror database {self.path}"
+            raise storage_error(exc, where, self._file) from exc
+
+    def _connect_sqlite(self, timeout: float) -> None:
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "locked" at
+        # once instead of waiting out the busy timeout: two processes creating the mirror
+        # together retry here (jittered) until ``timeout``.
+        for attempt in stamina.retry_context(
+            on=_locked, attempts=None, timeout=timeout, wait_initial=0.02, wait_max=0.5
+        ):
+            with attempt:
+                self.db.connect(reuse_if_open=True)
+
+    @property
+    def _file(self) -> str | None:
+        """The SQLite file, for explaining a file that cannot be opened (None on PostgreSQL)."""
+        return None if self.is_postgres else self.path
+
+    def failure(self, exc: BaseException) -> Exception:
+        """The ``StoreError`` naming the cause of the database failure ``exc``."""
+        return storage_error(exc, f"mirror database {self.path}", self._file)
 
     def close(self) -> None:
         """Close this thread's connection (idempotent), after the checkpoint thread's."""
@@ -157,7 +197,7 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        with self.db.atomic("IMMEDIATE"):
+        with write_transaction(self.db):
             yield
         if self._checkpointer is not None:
             self._checkpointer.committed()
@@ -227,7 +267,7 @@ class Store:
     def apply_window(
         self, scan: WindowScan, policy: MassDeletePolicy = MassDeletePolicy()
     ) -> WindowOutcome:
-        """Apply one complete window scan in one IMMEDIATE transaction (see ``windows.py``).
+        """Apply one complete window scan in one write transaction (see ``windows.py``).
 
         Raises ``MassDeleteError`` (nothing written) when the tombstones would pass what
         ``policy`` allows; ``StoreError`` when the database fails (nothing written either).
@@ -275,7 +315,8 @@ class Store:
 
     @_store_call
     def rebuild_search(self) -> None:
-        """Rebuild the description index from the live rows (after external tools edit rows)."""
+        """Rebuild the description index from the live rows (after external tools edit rows);
+        nothing to do on PostgreSQL, whose ``description_search`` follows every row."""
         with self._write():
             for sql in self._sql.rebuild_search:
                 self.db.execute_sql(sql)
@@ -342,16 +383,24 @@ class Store:
 
     @_store_call
     def applied_migrations(self) -> list[str]:
-        return migrations.applied_migrations(self.db)
+        """The names in the schema ledger of this store's backend, in the order applied."""
+        return self._schema.applied_migrations(self.db)
+
+    @_store_call
+    def missing_migrations(self) -> list[str]:
+        """Steps of this backend's schema not in the ledger ([] when it is complete)."""
+        applied = set(self._schema.applied_migrations(self.db))
+        return [step.name for step in self._schema.MIGRATIONS if step.name not in applied]
 
 
 def _locked(exc: Exception) -> bool:
     return isinstance(exc, peewee.OperationalError) and "locked" in str(exc)
 
 
-def open_store(path: str | Path, *, timeout: float = 30.0) -> Store:
-    """Open (creating and migrating if needed) the mirror at ``path``.
+def open_store(location: str | Path, *, timeout: float = 30.0) -> Store:
+    """Open (creating and migrating if needed) the mirror at ``location`` (a file path or a
+    PostgreSQL URL).
 
-    Raises ``SchemaTooNew`` or ``StoreError``.
+    Raises ``SchemaTooNew``, ``ConfigError`` (a malformed URL) or ``StoreError``.
     """
-    return Store(path, timeout=timeout)
+    return Store(location, timeout=timeout)

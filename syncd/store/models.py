@@ -25,6 +25,16 @@ from playhouse.shortcuts import ThreadSafeDatabaseMetadata
 database = DatabaseProxy()
 
 
+class FlagField(BooleanField):
+    """A boolean kept as the integer 0 or 1 (the published schema's booleans): PostgreSQL
+    refuses a ``boolean`` parameter for an ``INTEGER`` column, SQLite stores either alike."""
+
+    field_type = "INTEGER"
+
+    def db_value(self, value: object) -> int | None:
+        return None if value is None else int(bool(value))
+
+
 class BaseModel(Model):
     class Meta:
         database = database
@@ -51,8 +61,8 @@ class TimeEntry(BaseModel):
     end_time = TextField(null=True)
     duration_seconds = IntegerField(null=True)
     description = TextField()
-    billable = BooleanField()
-    manually_entered = BooleanField()
+    billable = FlagField()
+    manually_entered = FlagField()
     team_member_id = TextField(null=True)
     team_member_name = TextField(null=True)
     project_id = TextField(null=True)
@@ -137,7 +147,7 @@ class SyncRun(BaseModel):
     kind = TextField()
     started_at = TextField()
     finished_at = TextField(null=True)
-    ok = BooleanField(null=True)
+    ok = FlagField(null=True)
     error = TextField(null=True)
     workspaces = IntegerField(default=0)
     windows = IntegerField(default=0)
@@ -174,7 +184,7 @@ class WindowScanRow(BaseModel):
 class SyncState(BaseModel):
     workspace_id = TextField(primary_key=True)
     backfill_before = TextField(null=True)
-    backfill_complete = BooleanField(default=False)
+    backfill_complete = FlagField(default=False)
     oldest_date = TextField(null=True)
     reconcile_before = TextField(null=True)
     window_days = IntegerField(null=True)

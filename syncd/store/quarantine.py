@@ -18,6 +18,8 @@ from peewee import Database
 
 from syncd.records import Rejection, TimeEntry, WindowScan
 from syncd.store import reports
+from syncd.store.backend import execute, portable
+from syncd.store.statements import json_values
 
 _UPSERT = """
     INSERT INTO rejected_entries (
@@ -30,7 +32,7 @@ _UPSERT = """
         last_seen_at = excluded.last_seen_at, seen_count = rejected_entries.seen_count + 1"""
 _FORGET_IDS = """
     DELETE FROM rejected_entries
-    WHERE workspace_id = ? AND entry_key IN (SELECT value FROM json_each(?))"""
+    WHERE workspace_id = ? AND entry_key IN ({ids})"""
 _FORGET_IN_WINDOW = """
     DELETE FROM rejected_entries
     WHERE workspace_id = ? AND date >= ? AND date <= ? AND last_seen_at < ?"""
@@ -52,14 +54,12 @@ def record(
     (``entries`` without a rejection), tombstoned (``gone``) or, dated in its window, no longer
     quarantined. Returns the entries the scan quarantined, as ``workspace/key``.
 
-    Raises ``peewee.DatabaseError`` / ``sqlite3.Error`` (``apply_window`` turns them into
-    ``StoreError``).
+    Raises ``peewee.DatabaseError`` (``apply_window`` turns it into ``StoreError``).
     """
     ws = scan.workspace_id
-    cursor = db.cursor()
     if not scan.rejected:
-        held = cursor.execute(
-            "SELECT 1 FROM rejected_entries WHERE workspace_id = ? LIMIT 1", (ws,)
+        held = execute(
+            db, "SELECT 1 FROM rejected_entries WHERE workspace_id = ? LIMIT 1", (ws,)
         ).fetchone()
         if held is None:  # the common case: nothing quarantined, nothing to forget
             return frozenset()
@@ -80,12 +80,12 @@ def record(
             at,
         )
     if keys:
-        cursor.executemany(_UPSERT, list(keys.values()))
+        db.cursor().executemany(portable(db, _UPSERT), list(keys.values()))
     forget = [e.id for e in entries if e.id not in keys]
     forget.extend(i for i in gone if i not in keys)
     if forget:
-        cursor.execute(_FORGET_IDS, (ws, json.dumps(forget)))
-    cursor.execute(_FORGET_IN_WINDOW, (ws, scan.date_from or reports.LOW_DATE, scan.date_to, at))
+        execute(db, _FORGET_IDS.format(ids=json_values(db)), (ws, json.dumps(forget)))
+    execute(db, _FORGET_IN_WINDOW, (ws, scan.date_from or reports.LOW_DATE, scan.date_to, at))
     return frozenset(f"{row[0]}/{key}" for key, row in keys.items())
 
 

@@ -29,8 +29,9 @@ def content_of(entry: TimeEntry) -> Row:
 
 
 def row_of(entry: TimeEntry, source: str, synced_at: str, rowid: int | None = None) -> Row:
-    """The upsert parameters for a record: ``rowid`` (None keeps a stored entry's), then the
-    full live row (``deleted_at`` NULL) in ``ENTRY_COLUMNS`` order.
+    """The upsert parameters for a record: ``rowid`` (a new entry's, or the stored entry's,
+    which the upsert keeps), then the full live row (``deleted_at`` NULL) in ``ENTRY_COLUMNS``
+    order.
 
     The one place that lists the columns' values; a backfill calls it for every entry it
     writes, so it builds the tuple in one step.

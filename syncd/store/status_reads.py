@@ -3,17 +3,16 @@ last run, webhook outcomes and the entries held in quarantine, as typed records.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import peewee
 from peewee import fn
 
 from syncd.records import WorkspaceState
 from syncd.store import models as m
 from syncd.store import quarantine
-from syncd.store.failures import storage_error
+from syncd.store.backend import execute
+from syncd.store.failures import DATABASE_ERRORS
 
 if TYPE_CHECKING:
     from syncd.store.mirror import Store
@@ -113,22 +112,23 @@ def read_counts(store: Store) -> MirrorCounts:
     try:
         with store.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):
             return _read(store)
-    except (peewee.DatabaseError, sqlite3.Error) as exc:
-        raise storage_error(exc, f"mirror database {store.path}", store.path) from exc
+    except DATABASE_ERRORS as exc:
+        raise store.failure(exc) from exc
 
 
 def _read(store: Store) -> MirrorCounts:
     quarantined = quarantine.counts(store.db)
     counts: dict[str, list[int]] = {}
-    rows = store.db.execute_sql(
+    rows = execute(
+        store.db,
         "SELECT workspace_id, deleted_at IS NULL, COUNT(*) FROM time_entries "
-        "GROUP BY workspace_id, deleted_at IS NULL"
+        "GROUP BY workspace_id, deleted_at IS NULL",
     )
     for ws, live, n in rows.fetchall():
         counts.setdefault(ws, [0, 0])[0 if live else 1] += n
     last_scan = dict(
-        store.db.execute_sql(
-            "SELECT workspace_id, MAX(scanned_at) FROM window_scans GROUP BY workspace_id"
+        execute(
+            store.db, "SELECT workspace_id, MAX(scanned_at) FROM window_scans GROUP BY workspace_id"
         ).fetchall()
     )
     workspaces = []
