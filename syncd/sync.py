@@ -32,6 +32,11 @@ a timed-out one is split, and an answer that lost most of its window is asked ag
   field is proven to be the date, its creation day) queued for a confirming re-scan
   (``refresh``) that overrides it. Deletion events write nothing.
 
+- **Shared work**: when several syncd processes use one key, each round syncs only the
+  workspaces whose lease this process holds (:class:`~syncd.seams.WorkLeases`); the lease is
+  renewed before every window is asked for and after it is committed, and a workspace whose
+  lease went to another process is left to it.
+
 This module talks only to the :mod:`syncd.seams` protocols; it imports neither aiohttp
 nor peewee.
 """
@@ -72,7 +77,7 @@ from syncd.records import (
     rejected_of,
     sent_count,
 )
-from syncd.seams import Client, MassDeletePolicy, MirrorStore
+from syncd.seams import Client, MassDeletePolicy, MirrorStore, SoleInstance, WorkLeases
 from syncd.shutdown import Shutdown, ShutdownCheck
 from syncd.window_reading import SETTING as READING_SETTING
 from syncd.window_reading import WindowReading, observe, widen
@@ -177,7 +182,8 @@ class SyncEngine:
     """Brings the mirror up to date through a :class:`Client` and a :class:`MirrorStore`.
 
     ``clock`` returns the current aware UTC time; ``shutdown`` is checked before each
-    request (the window in flight is always committed first).
+    request (the window in flight is always committed first). ``leases`` says which
+    workspaces are this process's to sync (default: all of them).
     """
 
     def __init__(
@@ -190,9 +196,12 @@ class SyncEngine:
         shutdown: ShutdownCheck | None = None,
         on_window: Callable[[ScanProgress], None] | None = None,
         timer: Callable[[], float] = time.monotonic,
+        leases: WorkLeases | None = None,
     ) -> None:
         self.client = client
         self.store = store
+        self.leases: WorkLeases = leases or SoleInstance()
+        self._lost: set[str] = set()  # workspaces whose lease another process took this round
         self.settings = settings
         self.clock = clock
         self.shutdown = shutdown or Shutdown()
@@ -218,9 +227,9 @@ class SyncEngine:
         """
         self._answered.clear()
         began = format_timestamp(self.clock())
-        workspace_ids = await self.refresh_workspaces(report)
+        workspace_ids = await self._claim(await self.refresh_workspaces(report), report)
         hot_from = self._hot_from()
-        await _each(workspace_ids, lambda w: self.scan_hot(w, report))
+        await _each(workspace_ids, self._while_held(lambda w: self.scan_hot(w, report), report))
 
         async def history(workspace_id: str) -> None:
             state = await self.store.workspace_state(workspace_id)
@@ -247,7 +256,7 @@ class SyncEngine:
                 )
             await self.verify_unresolved(workspace_id, report)
 
-        await _each(workspace_ids, history)
+        await _each(workspace_ids, self._while_held(history, report))
         await self.record_freshness()
         return report
 
@@ -257,14 +266,14 @@ class SyncEngine:
         Raises what :meth:`run_once` raises.
         """
         self._answered.clear()
-        workspace_ids = await self.refresh_workspaces(report)
-        await _each(workspace_ids, lambda w: self.scan_hot(w, report))
+        workspace_ids = await self._claim(await self.refresh_workspaces(report), report)
+        await _each(workspace_ids, self._while_held(lambda w: self.scan_hot(w, report), report))
 
         async def rest(workspace_id: str) -> None:
             await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
             await self.verify_unresolved(workspace_id, report)
 
-        await _each(workspace_ids, rest)
+        await _each(workspace_ids, self._while_held(rest, report))
         await self.record_freshness()
         return report
 
@@ -274,13 +283,13 @@ class SyncEngine:
         Raises what :meth:`run_once` raises.
         """
         self._answered.clear()
-        workspace_ids = await self._known_workspaces(report)
+        workspace_ids = await self._claim(await self._known_workspaces(report), report)
 
         async def slice_(workspace_id: str) -> None:
             await self.reconcile_slice(workspace_id, report)
             await self.verify_unresolved(workspace_id, report)
 
-        await _each(workspace_ids, slice_)
+        await _each(workspace_ids, self._while_held(slice_, report))
         await self.record_freshness()
         return report
 
@@ -606,8 +615,8 @@ class SyncEngine:
         Raises what :meth:`run_once` raises.
         """
         await self.run_once(report)
-        workspace_ids = await self._known_workspaces(report)
-        await _each(workspace_ids, lambda w: self._full_walk(w, report))
+        workspace_ids = await self._claim(await self._known_workspaces(report), report)
+        await _each(workspace_ids, self._while_held(lambda w: self._full_walk(w, report), report))
         await self.record_freshness()
         return report
 
@@ -645,6 +654,7 @@ class SyncEngine:
                 cursor = start - timedelta(days=1)
             if not self.settings.history_start:
                 await self._probe_before(workspace_id, bottom, report)
+        await self.verify_unresolved(workspace_id, report)
         state = await self.store.workspace_state(workspace_id)
         await self.store.save_state(
             replace(
@@ -708,8 +718,13 @@ class SyncEngine:
         by_workspace: dict[str, list[date]] = {}
         for workspace_id, day in windows:
             by_workspace.setdefault(workspace_id, []).append(_day(day))
-        for workspace_id, days in sorted(by_workspace.items()):
-            for start, last in _group_dates(sorted(set(days)), REFRESH_SPAN_DAYS):
+        everything = self._workspace_ids or sorted(by_workspace)
+        mine = await self._claim(everything, report, of=by_workspace)
+
+        async def rescan(workspace_id: str) -> None:
+            for start, last in _group_dates(
+                sorted(set(by_workspace[workspace_id])), REFRESH_SPAN_DAYS
+            ):
                 await self._scan(
                     workspace_id,
                     _iso(start),
@@ -721,11 +736,15 @@ class SyncEngine:
                 )
             await self.verify_unresolved(workspace_id, report)
 
+        for workspace_id in sorted(set(by_workspace) & set(mine)):
+            await self._while_held(rescan, report)(workspace_id)
+
     async def verify_unresolved(self, workspace_id: str, report: RunReport) -> None:
         """Re-scan, as one window each, the ranges spanning the date and creation day of
         entries a scan could not decide on while the window's field is unproven (missing from
-        an answer whose range held one of the two days only). Raises what :meth:`run_once`
-        raises.
+        an answer whose range held one of the two days only), however far apart the two days
+        are: only a window holding both decides such an entry under either reading. Raises
+        what :meth:`run_once` raises.
         """
         pending = self._unresolved.pop(workspace_id, set())
         spans = sorted((_day(a), _day(b)) for a, b in pending)
@@ -778,6 +797,46 @@ class SyncEngine:
             days.add(entry.created_at[:10])
         return outcome, tuple((entry.workspace_id, d) for d in sorted(days))
 
+    # -- shared work ------------------------------------------------------------------
+
+    async def _claim(
+        self, workspace_ids: list[str], report: RunReport, *, of: Iterable[str] | None = None
+    ) -> list[str]:
+        """The workspaces of ``of`` (default: all of ``workspace_ids``, every workspace
+        mirrored) this process syncs this round; the others are left to the instances holding
+        their leases (logged, counted in the report). Raises ``StoreError``."""
+        self._lost.clear()
+        mine = set(await self.leases.claim(workspace_ids))
+        wanted = list(workspace_ids) if of is None else sorted(set(of))
+        elsewhere = [w for w in wanted if w not in mine]
+        if elsewhere:
+            log.debug("workspaces_leased_elsewhere", workspace_ids=elsewhere)
+            report.leased_elsewhere += len(elsewhere)
+        return [w for w in wanted if w in mine]
+
+    def _while_held(
+        self, work: Callable[[str], Awaitable[None]], report: RunReport
+    ) -> Callable[[str], Awaitable[None]]:
+        """``work`` for one workspace, ended (not failed) when another process takes the
+        workspace's lease; the workspace is then left alone for the rest of the round."""
+
+        async def held(workspace_id: str) -> None:
+            if workspace_id in self._lost:
+                return
+            try:
+                await work(workspace_id)
+            except _LeaseLost:
+                self._lost.add(workspace_id)
+                report.leased_elsewhere += 1
+                log.info("workspace_lease_lost", workspace_id=workspace_id)
+
+        return held
+
+    async def _hold(self, workspace_id: str) -> None:
+        """Renew the workspace's lease. Raises ``_LeaseLost`` when another process has it."""
+        if not await self.leases.renew(workspace_id):
+            raise _LeaseLost(workspace_id)
+
     # -- helpers ----------------------------------------------------------------------
 
     async def _scan(
@@ -807,8 +866,9 @@ class SyncEngine:
     ) -> WindowScan:
         """Ask upstream for one window; the answer, ready to commit with ``state``.
 
-        The request reaches a day past the window on each side (so either bound reading
-        returns the whole window); an answer of suspicious size is verified by splitting it,
+        A window wider than ``window_max_days`` is asked in pieces no wider than that. Each
+        request reaches a day past its range on each side (so either bound reading returns
+        the whole window); an answer of suspicious size is verified by splitting it,
         a timed-out one is split; a window that lost most of its live rows is asked again
         over a wider range. What the answer tombstones follows what is known of the window's
         field (``syncd.window_reading``); an answer that could not be shown complete
@@ -817,11 +877,17 @@ class SyncEngine:
         when every answer for the workspace came back empty while the mirror holds entries
         there, and what the client raises.
         """
+        await self._hold(workspace_id)
         requested_at = format_timestamp(self.clock())
         quarantined: list[Rejection] = []  # filled by every answer asked for below
         _quarantined.set(quarantined)
-        ask_from, ask_to = widen(date_from, date_to)
-        entries, complete = await self._ask_complete(workspace_id, ask_from, ask_to, priority)
+        entries: list[TimeEntry] = []
+        complete = True
+        for low, high in _pieces(date_from, date_to, self.settings.window_max_days):
+            ask_from, ask_to = widen(low, high)
+            part, whole = await self._ask_complete(workspace_id, ask_from, ask_to, priority)
+            entries = _merged(entries, part) if entries else part
+            complete = complete and whole
         if entries:
             self._answered.add(workspace_id)
         if complete:
@@ -1125,9 +1191,7 @@ class SyncEngine:
         if collect_unresolved and outcome.unresolved:
             spans = self._unresolved.setdefault(scan.workspace_id, set())
             for _entry_id, day, created in outcome.unresolved:
-                low, high = min(day, created), max(day, created)
-                if (_day(high) - _day(low)).days < self.settings.window_max_days:
-                    spans.add((low, high))
+                spans.add((min(day, created), max(day, created)))
         log.debug(
             "window_synced",
             workspace_id=scan.workspace_id,
@@ -1145,6 +1209,7 @@ class SyncEngine:
                     scan.workspace_id, scan.source, scan.date_from, scan.date_to, len(scan.entries)
                 )
             )
+        await self._hold(scan.workspace_id)
         return len(scan.entries)
 
     async def _first_window_days(self, workspace_id: str) -> float:
@@ -1193,6 +1258,10 @@ class SyncEngine:
                 break
             size = max(self.settings.window_min_days, int(size * target / live))
         return size
+
+
+class _LeaseLost(Exception):
+    """Another process took the lease of the workspace being synced: this one leaves it."""
 
 
 class _SiblingFailed(Exception):
@@ -1274,6 +1343,22 @@ def _halves(
         middle = _iso(_day(low) + timedelta(days=OPEN_SPLIT_DAYS))
         return (low, middle), (middle, None)
     return None
+
+
+def _pieces(
+    date_from: str | None, date_to: str | None, days: int
+) -> list[tuple[str | None, str | None]]:
+    """``[date_from, date_to]`` as consecutive ranges of at most ``days`` days (the whole
+    range when it is that short or open-ended)."""
+    if date_from is None or date_to is None or (_day(date_to) - _day(date_from)).days < days:
+        return [(date_from, date_to)]
+    first, last = _day(date_from), _day(date_to)
+    pieces: list[tuple[str | None, str | None]] = []
+    while first <= last:
+        end = min(last, first + timedelta(days=days - 1))
+        pieces.append((_iso(first), _iso(end)))
+        first = end + timedelta(days=1)
+    return pieces
 
 
 def _held_by(entry: TimeEntry, low: str, high: str, by: str) -> bool:
