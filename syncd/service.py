@@ -30,8 +30,8 @@ from syncd.errors import ShutdownRequested, StoreError
 from syncd.records import Priority, RunReport, format_timestamp
 from syncd.shutdown import Shutdown
 from syncd.store import AsyncStore, Store
-from syncd.store.budget import budget_ledger
 from syncd.store.integrity import check
+from syncd.store.ledgers import budget_ledger
 from syncd.sync import ScanProgress, SyncEngine, SyncSettings
 
 log = structlog.get_logger("syncd.service")
@@ -163,7 +163,7 @@ async def open_runtime(
     Raises ``ConfigError`` (no API key), ``StoreError``/``SchemaTooNew`` (database).
     """
     key = config.api.key_value()
-    store = await AsyncStore.open(config.database.path)
+    store = await AsyncStore.open(config.database.location)
     try:
         budget = budget_for(
             config,

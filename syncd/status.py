@@ -360,13 +360,38 @@ def status(config: Config) -> MirrorStatus:
     Raises ``NoDatabase`` when there is no mirror (none is created), ``StoreError`` when
     the database cannot be opened.
     """
-    if not Path(config.database.path).is_file():
-        raise NoDatabase(str(config.database.path))
-    store = Store(config.database.path)
+    store = open_existing_mirror(config)
     try:
         return describe_status(config, store)
     finally:
         store.close()
+
+
+def open_existing_mirror(config: Config, *, migrate: bool = True) -> Store:
+    """The mirror at ``config.database.location``, never created: a SQLite file that exists,
+    or a PostgreSQL database whose schema ledger does. With ``migrate``, an older schema is
+    brought up to date (as any syncd run would).
+
+    Raises ``NoDatabase`` (no mirror there, named by ``database.shown``: a URL's password
+    masked), ``StoreError`` (it cannot be opened, or the server cannot be reached) and
+    ``SchemaTooNew``.
+    """
+    database = config.database
+    if not database.postgres:
+        if not Path(database.path).is_file():
+            raise NoDatabase(database.shown)
+        return Store(database.path, migrate=migrate)
+    store = Store(database.location, migrate=False)
+    try:
+        if not store.applied_migrations():
+            raise NoDatabase(database.shown)
+    except BaseException:
+        store.close()
+        raise
+    if not migrate:
+        return store
+    store.close()
+    return Store(database.location)
 
 
 def describe_status(config: Config, store: Store) -> MirrorStatus:

@@ -22,8 +22,8 @@ import markupsafe
 
 from syncd import __version__
 from syncd.config import Config
-from syncd.errors import NoDatabase, UsageError
-from syncd.status import MirrorStatus, describe_status
+from syncd.errors import UsageError
+from syncd.status import MirrorStatus, describe_status, open_existing_mirror
 from syncd.store import Store
 from syncd.store import pagequeries as q
 
@@ -64,7 +64,7 @@ def page_data(
     return {
         "version": __version__,
         "generated_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "database": str(config.database.path),
+        "database": config.database.shown,
         "status": status.as_json() | {"workspaces": workspace_cards(status, counts, now)},
         "health": health,
         "running_timers": timers,
@@ -145,16 +145,14 @@ def build_from_file(
     health: dict[str, Any] | None = None,
     token: str | None = None,
 ) -> str:
-    """:func:`build` on a connection of its own to the mirror at ``database.path``, opened
+    """:func:`build` on a connection of its own to the mirror (``database.path`` or ``url``), opened
     and closed in the calling thread (the daemon runs it off the event loop and off its DB
     thread, so a page never delays a commit or a budget grant).
 
     Raises ``NoDatabase`` when there is no mirror (none is created) and ``StoreError`` when it
     cannot be read.
     """
-    if not Path(config.database.path).is_file():
-        raise NoDatabase(str(config.database.path))
-    store = Store(config.database.path, migrate=False)
+    store = open_existing_mirror(config, migrate=False)
     try:
         return build(config, store, now=now, health=health, token=token)
     finally:
@@ -162,8 +160,8 @@ def build_from_file(
 
 
 def write(config: Config, path: str | Path, *, now: datetime) -> Path:
-    """Write the page for the mirror at ``database.path`` to ``path``, atomically: a reader
-    (a web server serving the file) never sees half a page.
+    """Write the page for the mirror (``database.path`` or ``url``) to ``path``, atomically:
+    a reader (a web server serving the file) never sees half a page.
 
     Raises ``NoDatabase`` when there is no mirror (none is created), ``StoreError`` when it
     cannot be read and ``UsageError`` when ``path`` cannot be written.
@@ -188,12 +186,7 @@ def write(config: Config, path: str | Path, *, now: datetime) -> Path:
 
 def config_secrets(config: Config, token: str | None = None) -> tuple[str, ...]:
     """The secret values the page must never show."""
-    values = [token or ""]
-    if config.api.key is not None:
-        values.append(config.api.key.get_secret_value())
-    if config.webhooks.secret is not None:
-        values.append(config.webhooks.secret.get_secret_value())
-    return tuple(v for v in values if v)
+    return tuple(v for v in (token or "", *config.secret_values()) if v)
 
 
 def scrub(html: str, secrets: tuple[str, ...]) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 import click
 import structlog
@@ -316,7 +317,8 @@ def run(state: CliState, once: bool, force_delete: bool, full: bool) -> None:
 
 
 def check_database_directory(config: Config) -> None:
-    """Raises ``ConfigError`` when the directory of ``database.path`` does not exist."""
+    """Raises ``ConfigError`` when the directory of ``database.path`` does not exist (a
+    SQLite mirror only)."""
     problem = database_directory_problem(config)
     if problem:
         raise ConfigError([problem], source=str(config.source) if config.source else None)
@@ -324,7 +326,9 @@ def check_database_directory(config: Config) -> None:
 
 def database_directory_problem(config: Config, *, writable: bool = False) -> str | None:
     """The problem with ``database.path``'s directory (missing; with ``writable``, also not
-    writable by this user), or None."""
+    writable by this user), or None (also for a mirror in PostgreSQL)."""
+    if config.database.postgres:
+        return None
     directory = config.database.path.parent
     if not directory.is_dir():
         return (
@@ -336,6 +340,20 @@ def database_directory_problem(config: Config, *, writable: bool = False) -> str
             f"database.path: the directory {directory} is not writable by this user; "
             "run syncd as its owner or change its permissions"
         )
+    return None
+
+
+def database_server_problem(config: Config) -> str | None:
+    """Whether the PostgreSQL server of ``database.url`` answers (one connection, nothing
+    written), as the problem to print, or None (also for a SQLite mirror)."""
+    if not config.database.postgres:
+        return None
+    from syncd.store.backend import open_postgres
+
+    try:
+        open_postgres(str(config.database.location)).close()
+    except StoreError as exc:
+        return f"database.url: {exc}"
     return None
 
 
@@ -465,8 +483,9 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
 @click.option(
     "--online",
     is_flag=True,
-    help="Also check that the database directory is writable, the listen port is free and "
-    "upstream accepts the key (one request), and list the workspaces the key sees.",
+    help="Also check that the database directory is writable (or the PostgreSQL server of "
+    "database.url answers), the listen port is free and upstream accepts the key (one "
+    "request), and list the workspaces the key sees.",
 )
 @click.pass_obj
 def check_config(state: CliState, online: bool) -> None:
@@ -483,6 +502,8 @@ def check_config(state: CliState, online: bool) -> None:
     problems = [problem] if problem else []
     if online:
         problem = listen_address_problem(config)
+        problems += [problem] if problem else []
+        problem = database_server_problem(config)
         problems += [problem] if problem else []
     if problems:
         raise ConfigError(problems, source=source)
@@ -840,6 +861,12 @@ def rebuild(state: CliState, force: bool, no_sync: bool) -> None:
     process is refused. A mirror that passes PRAGMA quick_check is left alone unless --force.
     """
     config = state.load_config(require_key=not no_sync)
+    if config.database.postgres:
+        raise UsageError(
+            f"rebuild replaces a damaged SQLite file; the mirror is in PostgreSQL "
+            f"({config.database.shown}), whose server keeps its own integrity: restore it "
+            "from a backup, or empty the database and let the next run backfill it"
+        )
     from syncd.store.integrity import rebuild as rebuild_mirror
 
     moved = rebuild_mirror(config.database.path, now=datetime.now(UTC), force=force)
@@ -856,6 +883,54 @@ def rebuild(state: CliState, force: bool, no_sync: bool) -> None:
     code = run_once(config, force_delete=False)
     if code:
         raise click.exceptions.Exit(code)
+
+
+@cli.command("migrate-to")
+@click.argument("url", metavar="URL")
+@click.pass_obj
+def migrate_to(state: CliState, url: str) -> None:
+    """Copy the SQLite mirror (database.path) into the empty PostgreSQL database at URL.
+
+    URL is postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME (the database must exist). Every
+    table, ids and bookkeeping included, is copied in one transaction and verified (rows per
+    table, total hours); then point the config's [database] url at URL and remove path: the
+    next run continues where the mirror stopped. Stop the daemon and the timer first. A
+    database already holding a mirror's rows, or a file that is not a syncd mirror, is
+    refused (exit 2). Prints one line on success.
+    """
+    from syncd.config import postgres_url_problem
+    from syncd.log import register_secret
+
+    url = url.strip()
+    problem = postgres_url_problem(url)
+    if problem:
+        raise click.BadParameter(problem, param_hint="URL")
+    config = state.load_config(require_key=False)
+    password = urlsplit(url).password
+    for secret in (url, password or ""):
+        register_secret(secret)
+    state.secrets = (*state.secrets, url, *([password] if password else []))
+    if config.database.postgres:
+        raise UsageError(
+            f"the config names a PostgreSQL database ({config.database.shown}); migrate-to "
+            "copies the SQLite mirror at database.path: run it with the config that names "
+            "the mirror"
+        )
+    from syncd.store.transfer import copy_to_postgres
+
+    result = copy_to_postgres(config.database.path, url)
+    log.info(
+        "mirror_migrated",
+        source=result.source,
+        target=result.target,
+        rows=result.total_rows,
+        seconds=round(result.elapsed_seconds, 3),
+    )
+    click.echo(f"syncd: {result.summary()}")
+    click.echo(
+        "syncd: next, set [database] url to this URL (and remove path), or SYNCD_DATABASE_URL",
+        err=True,
+    )
 
 
 @cli.group()

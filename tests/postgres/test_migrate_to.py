@@ -1,0 +1,224 @@
+"""``syncd migrate-to URL``: a SQLite mirror made by a real ``syncd --once`` is copied into an
+empty PostgreSQL database, and syncd pointed at the URL continues from where the mirror
+stopped (no second backfill); the copy is refused into a database holding a mirror, from a
+file that is not one, and for a bad URL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncd.errors import NoDatabase, UsageError
+from syncd.store import transfer
+from tests.e2e.harness import EXIT_OK, EXIT_USAGE, SyncRun, database_of, run_once, write_config
+from tests.support.emulator import SYNCD, EmulatorProcess
+from tests.support.environment import clean_env
+from tests.support.mirror import ENTRY_FIELDS, differences, truth_entries
+
+#: Two workspaces, a few years of entries: the first run backfills in many windows.
+EMULATOR_ARGS = ("--seed", "11", "--workspaces", "2", "--entries", "600", "--no-rate-limit")
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Any:
+    started = EmulatorProcess.start(*EMULATOR_ARGS, log=tmp_path / "emulator.log")
+    yield started
+    assert started.stop() == 0
+
+
+def migrate_to(config: Path, url: str, timeout: float = 180.0) -> SyncRun:
+    """``syncd -c CONFIG migrate-to URL`` run to the end."""
+    argv = [*SYNCD, "-c", str(config), "migrate-to", url]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=clean_env(), check=False
+    )
+    return SyncRun.of(argv, done.returncode, done.stdout, done.stderr, 0.0)
+
+
+def url_config(directory: Path, emulator: EmulatorProcess, url: str) -> Path:
+    """A config for ``emulator`` whose mirror is the PostgreSQL database at ``url``."""
+    path = write_config(directory, emulator, name="pg.toml")
+    text = path.read_text(encoding="utf-8")
+    start = text.index("[database]")
+    end = text.index("\n\n", start)
+    path.write_text(text[:start] + f'[database]\nurl = "{url}"' + text[end:], encoding="utf-8")
+    return path
+
+
+def pg_entries(url: str) -> dict[str, dict[str, Any]]:
+    """The PostgreSQL mirror's live entries in the comparison shape of tests/support/mirror."""
+    with psycopg.connect(url) as conn:
+        cursor = conn.execute(
+            "SELECT * FROM time_entries WHERE deleted_at IS NULL",
+        )
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+        tags: dict[str, list[tuple[Any, ...]]] = {}
+        for entry_id, tag_id, name, color in conn.execute(
+            "SELECT l.time_entry_id, t.id, t.name, t.color FROM time_entry_tags AS l "
+            "LEFT JOIN tags AS t ON t.id = l.tag_id"
+        ):
+            tags.setdefault(entry_id, []).append((tag_id, name, color))
+    result = {}
+    for row in rows:
+        item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
+        item["tags"] = sorted(tags.get(row["id"], []))
+        result[row["id"]] = item
+    return result
+
+
+def counts_in_sqlite(db: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {
+            t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in transfer.TABLES
+        }
+    finally:
+        conn.close()
+
+
+def counts_in_postgres(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {
+            t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in transfer.TABLES
+        }
+
+
+@pytest.mark.e2e
+def test_the_copy_continues_incrementally_and_equals_upstream(tmp_path, emulator, postgres_url):
+    config = write_config(tmp_path, emulator)
+    first = run_once(config)
+    assert first.returncode == EXIT_OK, first.explain()
+    backfill_requests = first.summary["requests"]
+    db = database_of(config)
+    before = counts_in_sqlite(db)
+    assert before["time_entries"] > 100
+    assert before["time_entry_tag_links"] > 0
+
+    migrated = migrate_to(config, postgres_url)
+
+    assert migrated.returncode == EXIT_OK, migrated.explain()
+    (line,) = migrated.stdout.splitlines()
+    assert line.startswith("syncd: copied ")
+    assert "counts and hours verified" in line
+    assert counts_in_postgres(postgres_url) == before
+    assert counts_in_sqlite(db) == before  # the source is left as it was
+
+    # Upstream moves on; syncd on the copy picks it up with the hot window only.
+    (ws, _) = emulator.workspace_ids()
+    recent = max(emulator.entries(ws), key=lambda e: e["date"])
+    emulator.edit(recent["id"], description="edited after the move")
+    emulator.reset_stats()
+    pg_config = url_config(tmp_path, emulator, postgres_url)
+
+    after = run_once(pg_config)
+
+    assert after.returncode == EXIT_OK, after.explain()
+    requests = emulator.key_stats()["requests"]
+    assert requests == after.summary["requests"]
+    assert requests <= 6, f"{requests} requests after the move (backfill: {backfill_requests})"
+    assert after.summary["inserted"] == 0
+    assert after.summary["updated"] >= 1
+    truth = truth_entries(emulator)
+    mirror = pg_entries(postgres_url)
+    assert mirror[recent["id"]]["description"] == "edited after the move"
+    problems = differences(truth, mirror)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.e2e
+def test_a_second_copy_into_the_same_database_is_refused(tmp_path, emulator, postgres_url):
+    config = write_config(tmp_path, emulator)
+    assert run_once(config).returncode == EXIT_OK
+    assert migrate_to(config, postgres_url).returncode == EXIT_OK
+    copied = counts_in_postgres(postgres_url)
+
+    again = migrate_to(config, postgres_url)
+
+    assert again.returncode == EXIT_USAGE, again.explain()
+    assert "already holds a syncd mirror" in again.stderr
+    assert again.stdout == ""
+    assert counts_in_postgres(postgres_url) == copied
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mysql://syncd:hunter2-secret@db/syncd", "has scheme 'mysql'"),
+        ("postgresql://syncd:hunter2-secret@db:5432", "names no database"),
+        ("postgresql://syncd:hunter2-secret@db:port/syncd", "is not a valid URL"),
+    ],
+)
+def test_a_bad_url_is_refused_with_exit_2_without_its_password(tmp_path, url, problem):
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "mirror.sqlite"}"\n', encoding="utf-8")
+
+    refused = migrate_to(config, url)
+
+    assert refused.returncode == EXIT_USAGE, refused.explain()
+    assert problem in refused.stderr
+    assert "hunter2-secret" not in refused.stderr + refused.stdout
+    assert not (tmp_path / "mirror.sqlite").exists()
+
+
+def test_a_missing_mirror_is_refused_and_not_created(tmp_path, postgres_url):
+    with pytest.raises(NoDatabase):
+        transfer.copy_to_postgres(tmp_path / "absent.sqlite", postgres_url)
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_a_file_that_is_not_a_mirror_is_refused(tmp_path, postgres_url):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database at all\n" * 100, encoding="utf-8")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE people (name TEXT)")
+    for path in (text, other):
+        with pytest.raises(UsageError, match="is not a syncd mirror"):
+            transfer.copy_to_postgres(path, postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT to_regclass('time_entries')").fetchone()[0] is None
+
+
+def test_a_mirror_of_a_newer_syncd_is_refused(tmp_path, postgres_url):
+    from syncd.store import Store
+
+    path = tmp_path / "mirror.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES ('9999_future', '2030')"
+        )
+    with pytest.raises(UsageError, match=r"newer syncd.*9999_future"):
+        transfer.copy_to_postgres(path, postgres_url)
+
+
+def test_an_empty_mirror_copies_and_leaves_identities_past_the_ids_handed_out(
+    tmp_path, postgres_url
+):
+    from syncd.store import Store
+
+    path = tmp_path / "mirror.sqlite"
+    store = Store(path)
+    run_id = store.start_run("once", "2026-01-01T00:00:00.000Z")
+    store.close()
+    with sqlite3.connect(path) as conn:  # a later run deleted by retention: its id stays used
+        conn.execute("INSERT INTO sync_runs (id, kind, started_at) VALUES (41, 'once', 'x')")
+        conn.execute("DELETE FROM sync_runs WHERE id = 41")
+
+    result = transfer.copy_to_postgres(path, postgres_url)
+
+    assert result.rows["sync_runs"] == 1
+    assert result.live_entries == 0
+    with psycopg.connect(postgres_url) as conn:
+        (next_id,) = conn.execute(
+            "INSERT INTO sync_runs (kind, started_at) VALUES ('once', 'y') RETURNING id"
+        ).fetchone()
+    assert run_id < 41 < next_id
