@@ -307,5 +307,8 @@ class RunReport:
     # Entries upstream returned outside the range a request asked for (by their date, beyond
     # any time-zone offset): kept, never evidence for tombstoning (see syncd.window_reading).
     outside_window: int = 0
+    # Workspaces of the run left to another syncd instance holding their lease (or lost to
+    # one part-way); none when this process is alone on its key.
+    leased_elsewhere: int = 0
     ok: bool = False
     error: str | None = None

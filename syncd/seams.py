@@ -1,8 +1,10 @@
 """The interfaces the sync engine is written against.
 
-``sync.py`` sees upstream only through :class:`Client` and the mirror only through
-:class:`MirrorStore`; the real implementations live in ``client.py`` (aiohttp) and
-``store/`` (peewee), and tests may pass in-memory ones. This module imports neither.
+``sync.py`` sees upstream only through :class:`Client`, the mirror only through
+:class:`MirrorStore` and the other syncd processes on the same key only through
+:class:`WorkLeases`; the real implementations live in ``client.py`` (aiohttp),
+``store/`` (peewee) and ``instances.py``, and tests may pass in-memory ones. This module
+imports none of them.
 """
 
 from __future__ import annotations
@@ -143,3 +145,28 @@ class MirrorStore(Protocol):
     async def start_run(self, kind: str, started_at: str) -> int: ...
 
     async def finish_run(self, run_id: int, report: RunReport) -> None: ...
+
+
+class WorkLeases(Protocol):
+    """Which workspaces this process syncs, when several share one key (leases in the mirror
+    database, renewed while the work goes on). Methods raise ``StoreError``."""
+
+    async def claim(self, workspace_ids: Sequence[str]) -> list[str]:
+        """The workspaces of ``workspace_ids`` (every workspace mirrored) this process syncs
+        this round, their leases taken or renewed; the others are another instance's."""
+        ...
+
+    async def renew(self, workspace_id: str) -> bool:
+        """Renew the workspace's lease before or after a window; False when another instance
+        has it now (this one stops working on it)."""
+        ...
+
+
+class SoleInstance:
+    """``WorkLeases`` of a process alone on its key: every workspace is always its own."""
+
+    async def claim(self, workspace_ids: Sequence[str]) -> list[str]:
+        return list(workspace_ids)
+
+    async def renew(self, workspace_id: str) -> bool:
+        return True
