@@ -162,14 +162,14 @@ class EntryWriter:
             cursor.executemany(self.sql.delete_links, relinked)
         if unindex and self.sql.unindex_ids is not None:
             cursor.execute(self.sql.unindex_ids, (json.dumps(unindex),))
-        cursor.executemany(self.sql.upsert_entry, rows)
+        cursor.executemany(self.sql.upsert_entry, self.sql.storable(rows))
         if inserted:  # updates and revivals are counted by triggers
             cursor.executemany(self.sql.add_totals, totals_of(inserted))
         if reindex and self.sql.index_rowids is not None:
             cursor.execute(self.sql.index_rowids, (json.dumps(reindex),))
         links = [(r, t) for r, e in zip(rowids, entries, strict=True) for t in tag_ids(e)]
         if links:
-            cursor.executemany(self.sql.insert_link, links)
+            cursor.executemany(self.sql.insert_link, self.sql.storable(links))
 
     def _new_rowids(self, n: int) -> list[int]:
         """``n`` rowids no row of ``time_entries`` has, ascending."""
@@ -224,4 +224,4 @@ class EntryWriter:
             if by_id:
                 columns = REF_COLUMNS[kind]
                 rows = [tuple(ref[c] for c in columns) for ref in by_id.values()]
-                cursor.executemany(self.sql.upsert_ref[kind], rows)
+                cursor.executemany(self.sql.upsert_ref[kind], self.sql.storable(rows))

@@ -1,4 +1,4 @@
-"""Webhook ledger, runs, migrations ledger and SchemaTooNew."""
+"""Webhook ledger and runs (on both backends), migrations ledger and SchemaTooNew."""
 
 from __future__ import annotations
 
@@ -25,16 +25,16 @@ def event(key: str, outcome_id: str = "e1") -> WebhookEvent:
     )
 
 
-def test_webhook_ledger_dedupes(store: Store) -> None:
-    assert store.record_webhook_event(event("k1"), ts("2024-03-04")) is True
-    assert store.record_webhook_event(event("k1"), ts("2024-03-05")) is False
-    assert store.record_webhook_event(event("k2"), ts("2024-03-05")) is True
-    store.set_webhook_outcome("k2", "stale")
-    assert store.status()["webhook_events"] == {"received": 1, "stale": 1}
+def test_webhook_ledger_dedupes(mirror: Store) -> None:
+    assert mirror.record_webhook_event(event("k1"), ts("2024-03-04")) is True
+    assert mirror.record_webhook_event(event("k1"), ts("2024-03-05")) is False
+    assert mirror.record_webhook_event(event("k2"), ts("2024-03-05")) is True
+    mirror.set_webhook_outcome("k2", "stale")
+    assert mirror.status()["webhook_events"] == {"received": 1, "stale": 1}
 
 
-def test_runs(store: Store) -> None:
-    run_id = store.start_run("once", ts("2024-03-04"))
+def test_runs(mirror: Store) -> None:
+    run_id = mirror.start_run("once", ts("2024-03-04"))
     report = RunReport(
         kind="once",
         started_at=ts("2024-03-04"),
@@ -46,8 +46,8 @@ def test_runs(store: Store) -> None:
         rate_limited=1,
         ok=True,
     )
-    store.finish_run(run_id, report)
-    last = store.status()["last_run"]
+    mirror.finish_run(run_id, report)
+    last = mirror.status()["last_run"]
     assert last["ok"] is True
     assert last["inserted"] == 3
     assert last["requests"] == 7

@@ -1,8 +1,7 @@
-"""A push as one store call: the ledger row, the entry and the outcome in one transaction."""
+"""A push as one store call: the ledger row, the entry and the outcome in one transaction
+(on both backends)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
@@ -10,7 +9,19 @@ from syncd.errors import StoreError
 from syncd.records import EventKind, Source, TimeEntry, WebhookEvent, Workspace
 from syncd.store import AsyncStore, Store
 
+from .backends import failing_inserts, rows
 from .factory import WS, entry, ts
+
+
+@pytest.fixture
+def store(mirror: Store) -> Store:
+    """Every test here runs on both backends."""
+    return mirror
+
+
+@pytest.fixture
+def db_path(mirror_location: str) -> str:
+    return mirror_location
 
 
 def pushed(key: str, what: TimeEntry | None = None) -> WebhookEvent:
@@ -26,10 +37,7 @@ def pushed(key: str, what: TimeEntry | None = None) -> WebhookEvent:
 
 
 def ledger(db_path) -> list[tuple]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT dedupe_key, outcome FROM webhook_events ORDER BY dedupe_key"
-        ).fetchall()
+    return rows(db_path, "SELECT dedupe_key, outcome FROM webhook_events ORDER BY dedupe_key")
 
 
 def test_a_push_is_ledgered_applied_and_its_outcome_recorded(store: Store, db_path) -> None:
@@ -56,16 +64,10 @@ def test_a_push_that_fails_leaves_no_ledger_row_so_a_redelivery_applies(
 ) -> None:
     store.upsert_workspaces([Workspace(WS, "Main")], ts("2024-03-01"))
     e = entry("e", description="boom")
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "CREATE TRIGGER fail_on_boom BEFORE INSERT ON time_entries "
-            "WHEN NEW.description = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"
-        )
-    with pytest.raises(StoreError, match="boom"):
-        store.apply_push(pushed("k1", e), ts("2024-03-04"), e)
-    assert ledger(db_path) == []
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("DROP TRIGGER fail_on_boom")
+    with failing_inserts(db_path, "time_entries", "boom", when="NEW.description = 'boom'"):
+        with pytest.raises(StoreError, match="boom"):
+            store.apply_push(pushed("k1", e), ts("2024-03-04"), e)
+        assert ledger(db_path) == []
     assert store.apply_push(pushed("k1", e), ts("2024-03-05"), e) == "inserted"
     assert ledger(db_path) == [("k1", "inserted")]
 
@@ -77,5 +79,4 @@ async def test_the_async_store_applies_a_push_in_one_call(db_path) -> None:
         assert await store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "inserted"
         assert await store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "duplicate"
     assert ledger(db_path) == [("k1", "inserted")]
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT source FROM time_entries").fetchall() == [(Source.WEBHOOK,)]
+    assert rows(db_path, "SELECT source FROM time_entries") == [(Source.WEBHOOK,)]
