@@ -290,6 +290,9 @@ class SyncConfig(_Section):
     reconcile_period_hours: int = Field(default=24, ge=1)
     mass_delete_share: float = Field(default=0.5, gt=0, le=1)
     mass_delete_min: int = Field(default=10, ge=0)
+    # Several syncd processes on one key share its work through leases of this many seconds.
+    lease_seconds: int = Field(default=60, ge=3)
+    instance_id: str = Field(default="", max_length=200)  # "" = host:pid:random
 
     @model_validator(mode="before")
     @classmethod
