@@ -15,8 +15,8 @@ from .factory import WS, entry, ts, window
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
-async def test_async_store_round_trip(db_path) -> None:
-    store = await AsyncStore.open(db_path)
+async def test_async_store_round_trip(mirror_location: str) -> None:
+    store = await AsyncStore.open(mirror_location)
     seam: MirrorStore = store  # type-checks as the seam the sync engine uses
     try:
         await seam.upsert_workspaces([Workspace(WS, "Main")], ts("2024-06-01"))

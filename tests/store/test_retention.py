@@ -1,16 +1,16 @@
-"""Retention: the webhook ledger and old tombstones are pruned once a day, nothing younger."""
+"""Retention: the webhook ledger and old tombstones are pruned once a day, nothing younger (on
+both backends)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from syncd.config import RetentionConfig
 from syncd.daemon.runner import RETENTION_SETTING, prune_if_due
 from syncd.records import EventKind, Ref, WebhookEvent, format_timestamp
 from syncd.store import AsyncStore
 
+from .backends import rows
 from .factory import entry, window
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -46,13 +46,10 @@ async def fill(store: AsyncStore) -> None:
     await store.record_webhook_event(event("recent"), ago(10))
 
 
-def rows(path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
-
-
-async def test_old_ledger_rows_and_tombstones_go_live_entries_and_younger_rows_stay(tmp_path):
-    path = tmp_path / "mirror.sqlite"
+async def test_old_ledger_rows_and_tombstones_go_live_entries_and_younger_rows_stay(
+    mirror_location: str,
+):
+    path = mirror_location
     retention = RetentionConfig(webhook_events_days=30, tombstones_days=90)
     async with await AsyncStore.open(path) as store:
         await fill(store)
@@ -80,8 +77,8 @@ async def test_old_ledger_rows_and_tombstones_go_live_entries_and_younger_rows_s
         assert rows(path, "SELECT COUNT(*) FROM webhook_events") == [(0,)]
 
 
-async def test_zero_days_keeps_for_ever(tmp_path):
-    path = tmp_path / "mirror.sqlite"
+async def test_zero_days_keeps_for_ever(mirror_location: str):
+    path = mirror_location
     retention = RetentionConfig(webhook_events_days=0, tombstones_days=0)
     async with await AsyncStore.open(path) as store:
         await fill(store)

@@ -9,22 +9,19 @@ from syncd.seams import MassDeletePolicy
 from syncd.store import Store
 from syncd.store.migrations import MIGRATIONS, Migration
 
+from .backends import rows
 from .factory import entry, ts, window
 
 RED, BLUE, GREEN = Ref("t-red", "red"), Ref("t-blue", "blue"), Ref("t-green", "green")
 
 
 def links(db_path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(
-            "SELECT time_entry_id, tag_id FROM time_entry_tags ORDER BY 1, 2"
-        ).fetchall()
-    finally:
-        conn.close()
+    return rows(db_path, "SELECT time_entry_id, tag_id FROM time_entry_tags ORDER BY 1, 2")
 
 
-def test_links_follow_inserts_retags_and_revivals(store: Store, db_path) -> None:
+def test_links_follow_inserts_retags_and_revivals(mirror: Store) -> None:
+    """On both backends."""
+    store, db_path = mirror, mirror.location
     day = "2024-03-04"
     store.apply_window(window([entry("a", tags=(RED, BLUE)), entry("b", tags=(RED,))], day, day))
     assert links(db_path) == [("a", "t-blue"), ("a", "t-red"), ("b", "t-red")]

@@ -28,6 +28,7 @@ from peewee import SqliteDatabase
 from syncd.records import Source, TimeEntry, Workspace
 from syncd.store import Store, migrations, reports
 
+from .backends import dict_rows, rows
 from .factory import FORCED, WS, entry, window
 
 NOW = datetime(2024, 3, 5, 18, 0, tzinfo=UTC)  # timers on the last day may start later
@@ -75,7 +76,7 @@ def live_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute("SELECT * FROM time_entries WHERE deleted_at IS NULL").fetchall()
 
 
-def is_running(r: sqlite3.Row) -> bool:
+def is_running(r: sqlite3.Row | dict[str, Any]) -> bool:
     return r["duration_seconds"] is None and r["end_time"] is None and r["start_time"] is not None
 
 
@@ -504,21 +505,67 @@ def test_migrating_a_filled_0005_database_fills_the_totals(
             conn.close()
 
 
-def test_empty_rows_are_removed(store: Store, db_path: Path) -> None:
+def test_empty_rows_are_removed(mirror: Store) -> None:
+    """On both backends."""
+    store = mirror
     store.upsert_workspaces([Workspace(WS, "Main")], "2024-06-01T00:00:00.000Z")
     store.apply_pushed_entry(
         entry("a", day="2024-03-04"), Source.WEBHOOK, "2024-06-01T00:00:00.000Z"
     )
     moved = entry("a", day="2024-03-05", updated_at="2024-06-02T00:00:00.000Z")
     store.apply_pushed_entry(moved, Source.WEBHOOK, "2024-06-02T00:00:00.000Z")
-    conn = reader(db_path)
-    try:
-        assert list(stored_totals(conn)) == [("2024-03-05", "ws-1", "p-1", "c-1")]
-        store.tombstone_entry("a", "2024-06-03T00:00:00.000Z")
-        assert stored_totals(conn) == {}
-        assert conn.execute("SELECT count(*) FROM hours_per_week_per_project").fetchone()[0] == 0
-    finally:
-        conn.close()
+    totals = "SELECT date, workspace_id, project_id, client_id FROM daily_project_totals"
+    assert rows(store.location, totals) == [("2024-03-05", "ws-1", "p-1", "c-1")]
+    store.tombstone_entry("a", "2024-06-03T00:00:00.000Z")
+    assert rows(store.location, totals) == []
+    assert rows(store.location, "SELECT count(*) FROM hours_per_week_per_project") == [(0,)]
+
+
+def test_totals_follow_the_stores_writes(mirror: Store) -> None:
+    """Inserts, moves, edits, stopped timers, tombstones and revivals through the store leave
+    ``daily_project_totals`` equal to a GROUP BY of the live rows, on both backends."""
+    store = mirror
+    scan = "2024-06-0{}T00:00:00.000Z".format
+    first = [
+        entry("a", day="2024-03-04", seconds=600, billable=True),
+        entry("b", day="2024-03-04", seconds=300, project=None),
+        entry("c", day="2024-03-05", running=True, client=("c-2", "Globex")),
+        entry("d", day="2024-03-05", seconds=60, billable=True),
+    ]
+    store.apply_window(window(first, "2024-03-01", "2024-03-31", scanned_at=scan(1)), FORCED)
+    later = "2024-06-01T12:00:00.000Z"
+    second = [
+        entry("a", day="2024-03-06", seconds=900, billable=True, updated_at=later),
+        entry("b", day="2024-03-04", seconds=300, billable=True, updated_at=later),
+        entry("c", day="2024-03-05", seconds=120, client=("c-2", "Globex"), updated_at=later),
+        entry("e", day="2024-03-04", seconds=30),
+    ]
+    store.apply_window(window(second, "2024-03-01", "2024-03-31", scanned_at=scan(2)), FORCED)
+    assert_totals_exact(store)
+    store.tombstone_entry("e", scan(3))
+    store.apply_window(
+        window([*second, first[3]], "2024-03-01", "2024-03-31", scanned_at=scan(4)), FORCED
+    )
+    assert_totals_exact(store)
+    live = rows(store.location, "SELECT count(*) FROM time_entries WHERE deleted_at IS NULL")
+    assert live == [(5,)]
+
+
+def assert_totals_exact(store: Store) -> None:
+    expected: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in dict_rows(store.location, "SELECT * FROM time_entries WHERE deleted_at IS NULL"):
+        key = (r["date"], r["workspace_id"], r["project_id"] or "", r["client_id"] or "")
+        seconds = r["duration_seconds"] or 0
+        expected[key][0] += 1
+        expected[key][1] += is_running(r)
+        expected[key][2] += seconds
+        expected[key][3] += seconds if r["billable"] else 0
+    stored = rows(
+        store.location,
+        "SELECT date, workspace_id, project_id, client_id, "
+        "entries, running, seconds, billable_seconds FROM daily_project_totals",
+    )
+    assert {tuple(r[:4]): list(r[4:]) for r in stored} == dict(expected)
 
 
 def test_running_timers_count_up_to_now(store: Store, db_path: Path) -> None:
