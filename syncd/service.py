@@ -27,6 +27,7 @@ from syncd.budget import BudgetLimits, PriorityShare, RateBudget, key_id_for
 from syncd.client import HttpClient, RetryPolicy
 from syncd.config import Config
 from syncd.errors import ShutdownRequested, StoreError
+from syncd.instances import SharedWork, new_instance_id
 from syncd.records import Priority, RunReport, format_timestamp
 from syncd.shutdown import Shutdown
 from syncd.store import AsyncStore, Store
@@ -105,6 +106,7 @@ class Runtime:
     budget: RateBudget
     client: HttpClient
     engine: SyncEngine
+    work: SharedWork | None = None  # this process's leases on the key's work (None: alone)
 
 
 class StopSignals:
@@ -156,9 +158,16 @@ async def open_runtime(
     on_window: Callable[[ScanProgress], None] | None = None,
     on_outcome: Callable[[str], None] | None = None,
     wrap_sleep: Callable[[Sleep], Sleep] | None = None,
+    daemon: bool = False,
+    on_lead: Callable[[], object] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store, the HTTP session, the budget, the client and the engine; close them.
     The budget's waits, the client and the engine all watch ``shutdown``.
+
+    The process's leases on the key's work (:class:`~syncd.instances.SharedWork`) are kept
+    while the runtime is open and given back when it closes: a ``daemon`` keeps its share of
+    the workspaces between rounds; with ``on_lead`` it also competes for the key's webhook
+    subscription and ``on_lead`` is called when it gets it.
 
     Raises ``ConfigError`` (no API key), ``StoreError``/``SchemaTooNew`` (database).
     """
@@ -198,15 +207,27 @@ async def open_runtime(
                 on_outcome=on_outcome,
                 shutdown=shutdown,
             )
-            engine = SyncEngine(
-                client,
+            instance_id = config.sync.instance_id or new_instance_id()
+            log.info("instance_started", instance=instance_id, pid=os.getpid(), daemon=daemon)
+            async with SharedWork(
                 store,
-                SyncSettings.from_config(config, force_delete=force_delete),
-                clock=utc_now,
-                shutdown=shutdown,
-                on_window=on_window,
-            )
-            yield Runtime(config, store, session, budget, client, engine)
+                key_id=key_id_for(key),
+                instance_id=instance_id,
+                ttl_seconds=config.sync.lease_seconds,
+                daemon=daemon,
+                wants_lead=on_lead is not None,
+                on_lead=on_lead,
+            ) as work:
+                engine = SyncEngine(
+                    client,
+                    store,
+                    SyncSettings.from_config(config, force_delete=force_delete),
+                    clock=utc_now,
+                    shutdown=shutdown,
+                    on_window=on_window,
+                    leases=work,
+                )
+                yield Runtime(config, store, session, budget, client, engine, work)
         finally:
             await session.close()
             with suppress(StoreError):  # the next grant's view is corrected anyway

@@ -29,7 +29,7 @@ from syncd.config import Config, RetentionConfig
 from syncd.daemon import plan as planning
 from syncd.daemon import systemd
 from syncd.daemon.metrics import Metrics
-from syncd.daemon.scheduler import DaemonScheduler, Intervals
+from syncd.daemon.scheduler import HOUSEKEEPING, DaemonScheduler, Intervals
 from syncd.daemon.subscriptions import (
     SUBSCRIBED_EVENTS,
     ensure_subscription,
@@ -126,6 +126,8 @@ class Daemon:
                 shutdown=signals.shutdown,
                 on_window=self._progress,
                 on_outcome=self.metrics.request,
+                daemon=True,
+                on_lead=self._became_leader if self._subscribes else None,
             ) as runtime:
                 self.runtime = runtime
                 await check(runtime.store, now=utc_now())
@@ -165,6 +167,7 @@ class Daemon:
             database=str(config.database.path),
             listen=self._listening,
             pid=os.getpid(),
+            instance=None if self.rt.work is None else self.rt.work.instance_id,
         )
         try:
             await signals.shutdown.wait()
@@ -177,6 +180,17 @@ class Daemon:
                 await runner.cleanup()
             await self._write_heartbeat(stopped=True)
             log.info("daemon_stopped", clean=clean)
+
+    @property
+    def _subscribes(self) -> bool:
+        """Whether this daemon keeps an upstream webhook subscription (when it leads)."""
+        return bool(self.config.webhooks.public_url and self.config.webhooks.listen)
+
+    def _became_leader(self) -> None:
+        """This daemon took the key's leader lease: check the subscription now (at start,
+        the first housekeeping run does)."""
+        if self.scheduler is not None and self.scheduler.started and not self.scheduler.stopping:
+            self.scheduler.run_now(HOUSEKEEPING)
 
     def _progress(self, _window: object) -> None:
         if self.scheduler is not None:
@@ -222,7 +236,10 @@ class Daemon:
         await self.rt.budget.prune()
         await self._refresh_budget_view()
         await self._update_plan()
-        if self.config.webhooks.public_url and self.config.webhooks.listen:
+        work = self.rt.work
+        if self._subscribes and work is not None and not work.leading:
+            log.debug("webhook_subscription_left_to_leader", instance=work.instance_id)
+        elif self._subscribes:
             try:
                 await ensure_subscription(self.rt, self._subscription_url(await self._token()))
             except SyncdError as exc:

@@ -156,6 +156,14 @@ class WorkShare:
     def _claim(self, workspace_ids: list[str]) -> list[str]:
         self._acquire(self.own_name)
         current = {lease.name: lease for lease in self.leases.holders()}
+        for name, lease in list(current.items()):  # processes known to be gone: no more
+            if (
+                name.startswith((INSTANCE, ONCE))
+                and not self._ours(lease)
+                and self.gone(lease.holder)
+            ):
+                self.leases.release(name, lease.holder)
+                del current[name]
         mine = [w for w in workspace_ids if self._ours(current.get(self.workspace_name(w)))]
         quota = len(workspace_ids)
         if self.daemon:
