@@ -714,6 +714,34 @@ SCHEMA_SQL = (
     "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
     "AND (? IS NULL OR tbl_name = ?) ORDER BY tbl_name, type DESC, name"
 )
+# The same on PostgreSQL, which keeps no CREATE text: tables are described from the catalog
+# (columns, types, NOT NULL), views and indexes by the server's own definitions.
+PG_TABLES_SQL = (
+    "SELECT table_name AS name, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END "
+    "AS type FROM information_schema.tables WHERE table_schema = current_schema() "
+    'ORDER BY 2, table_name COLLATE "C"'
+)
+PG_SCHEMA_SQL = """
+SELECT sql FROM (
+    SELECT c.relname AS tbl, 0 AS kind, c.relname AS name,
+        'CREATE TABLE ' || c.relname || E' (\\n    ' || string_agg(
+            a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+            || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+            E',\\n    ' ORDER BY a.attnum) || E'\\n)' AS sql
+    FROM pg_class AS c
+    JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE c.relkind = 'r'
+      AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+    GROUP BY c.relname
+    UNION ALL
+    SELECT viewname, 0, viewname, 'CREATE VIEW ' || viewname || E' AS\\n' || definition
+    FROM pg_views WHERE schemaname = current_schema()
+    UNION ALL
+    SELECT tablename, 1, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()
+) AS s
+WHERE CAST(%s AS TEXT) IS NULL OR tbl = %s
+ORDER BY tbl COLLATE "C", kind, name COLLATE "C"
+"""
 
 
 @cli.command()
@@ -749,7 +777,8 @@ def sql(
     """Run a read-only SQL QUERY on the mirror ('-' reads it from stdin).
 
     Prints a table on a terminal and tab-separated lines otherwise. The database is opened
-    read-only, so a query can never block or change what the daemon writes. A query that
+    read-only, so a query can never block or change what the daemon writes (on PostgreSQL:
+    its own connection, a read-only transaction, statement_timeout from --timeout). A query that
     fails or tries to write exits with 2, one stopped by --timeout with 1, one stopped by
     Ctrl-C with 130; a missing mirror is an error (exit 2), never created. --tables and
     --schema [TABLE] show what there is to query (docs/schema.md explains it).
@@ -758,27 +787,31 @@ def sql(
     chosen += ["--schema"] if schema is not None else []
     if len(chosen) != 1:
         raise click.UsageError("give one of QUERY, --tables or --schema [TABLE]")
+    config = state.load_config(require_key=False)
+    postgres = config.database.postgres
     params: tuple[Any, ...] = ()
     if tables:
-        query = TABLES_SQL
+        query = PG_TABLES_SQL if postgres else TABLES_SQL
     elif schema is not None:
-        query, params = SCHEMA_SQL, (schema or None, schema or None)
+        query = PG_SCHEMA_SQL if postgres else SCHEMA_SQL
+        params = (schema or None, schema or None)
     elif query == "-":
         query = sys.stdin.read()
     assert query is not None
-    config = state.load_config(require_key=False)
     from syncd.store.readonly import run_readonly_query
 
     log.debug("sql_query_started", timeout_seconds=timeout or None)
     try:
         columns, rows = run_readonly_query(
-            config.database.path, query, params, timeout=timeout or None
+            config.database.location, query, params, timeout=timeout or None
         )
     except UsageError as exc:
         if "not authorized" in str(exc) or "readonly" in str(exc).replace("-", ""):
+            reads = "SHOW" if postgres else "reporting PRAGMAs"
+            where = "in a read-only transaction" if postgres else "read-only"
             raise UsageError(
-                "the mirror is opened read-only here, so syncd sql runs only reads "
-                "(SELECT, WITH, EXPLAIN, reporting PRAGMAs); syncd itself writes the mirror"
+                f"the mirror is opened {where} here, so syncd sql runs only reads "
+                f"(SELECT, WITH, EXPLAIN, {reads}); syncd itself writes the mirror"
             ) from exc
         raise
     if schema is not None and fmt is None:
@@ -824,9 +857,9 @@ def report_hours(
     config = state.load_config(require_key=False)
     from syncd.store.readonly import ReadOnlyMirror
 
-    with ReadOnlyMirror(config.database.path) as mirror:
+    with ReadOnlyMirror(config.database.location) as mirror:
         if workspace_id is not None:
-            _, known = mirror.query("SELECT id, name FROM workspaces ORDER BY id")
+            known = mirror.workspaces()
             if workspace_id not in {row[0] for row in known}:
                 listed = ", ".join(f"{row[0]} ({row[1]})" for row in known) or "none yet"
                 raise UsageError(f"the mirror has no workspace {workspace_id!r}; it has: {listed}")

@@ -1,7 +1,10 @@
 """Read-only queries behind the status page (``syncd.status_page``): recent runs, recent
 webhook deliveries, running timers, requests granted per hour and hours per day.
 
-Every statement is a constant; values are bound as parameters. Nothing here writes.
+Every statement is a constant; values are bound as parameters. Nothing here writes. The
+statements are written with ``?`` placeholders and run on SQLite and PostgreSQL alike
+(``backend.execute``); where the two differ (rounding a number down, the daily totals the
+reports read), each has its own form.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import peewee
+import psycopg
 
 from syncd.errors import StoreError
 from syncd.store import reports
+from syncd.store.backend import execute, is_postgres
 from syncd.store.mirror import Store
 
 T = TypeVar("T")
@@ -36,14 +41,20 @@ _RUNNING_TIMERS = (
 )
 _RUNNING_COUNTS = "SELECT workspace_id, COUNT(*) FROM running_timers GROUP BY workspace_id"
 # Grants of every key: the budget is per key and one installation normally uses one.
+# Parameters: start, start, end. The hour is rounded down: SQLite's CAST truncates (the value
+# is never negative here), PostgreSQL's rounds, so it takes floor() first.
 _GRANTS_PER_HOUR = (
-    "SELECT CAST((granted_at - ?1) / 3600 AS INTEGER) AS slot, COUNT(*) "
-    "FROM budget_grants WHERE granted_at >= ?1 AND granted_at < ?2 GROUP BY slot"
+    "SELECT CAST((granted_at - ?) / 3600 AS INTEGER) AS slot, COUNT(*) "
+    "FROM budget_grants WHERE granted_at >= ? AND granted_at < ? GROUP BY slot"
+)
+_PG_GRANTS_PER_HOUR = (
+    "SELECT CAST(floor((granted_at - ?) / 3600) AS INTEGER) AS slot, COUNT(*) "
+    "FROM budget_grants WHERE granted_at >= ? AND granted_at < ? GROUP BY slot"
 )
 
 
 def _rows(store: Store, sql: str, params: tuple) -> list[dict[str, Any]]:
-    cursor = store.db.execute_sql(sql, params)
+    cursor = execute(store.db, sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -63,7 +74,7 @@ def running_timers(store: Store, limit: int = 20) -> tuple[dict[str, int], list[
     Raises ``StoreError``."""
 
     def read() -> tuple[dict[str, int], list[dict[str, Any]]]:
-        counts = dict(store.db.execute_sql(_RUNNING_COUNTS).fetchall())
+        counts = dict(execute(store.db, _RUNNING_COUNTS).fetchall())
         return counts, _rows(store, _RUNNING_TIMERS, (limit,))
 
     return _guarded(store, read)
@@ -76,7 +87,8 @@ def requests_per_hour(store: Store, now: float, hours: int = 24) -> list[int]:
 
     def read() -> list[int]:
         counts = [0] * hours
-        for slot, n in store.db.execute_sql(_GRANTS_PER_HOUR, (start, now)).fetchall():
+        sql = _PG_GRANTS_PER_HOUR if is_postgres(store.db) else _GRANTS_PER_HOUR
+        for slot, n in execute(store.db, sql, (start, start, now)).fetchall():
             if 0 <= slot < hours:
                 counts[slot] = n
         return counts
@@ -90,8 +102,10 @@ def hours_per_day(store: Store, since: str, until: str) -> dict[str, float]:
     absent. Raises ``StoreError``."""
 
     def read() -> dict[str, float]:
+        postgres = is_postgres(store.db)
         cursor = store.db.execute_sql(
-            reports.hours_report_sql("day"), reports.hours_report_params(since, until, None)
+            reports.hours_report_sql("day", postgres=postgres),
+            reports.hours_report_params(since, until, None, postgres=postgres),
         )
         names = [d[0] for d in cursor.description]
         return {
@@ -105,5 +119,5 @@ def hours_per_day(store: Store, since: str, until: str) -> dict[str, float]:
 def _guarded(store: Store, fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except (peewee.DatabaseError, sqlite3.Error) as exc:
+    except (peewee.DatabaseError, sqlite3.Error, psycopg.Error) as exc:
         raise StoreError(f"mirror database {store.path}: {exc}") from exc
