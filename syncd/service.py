@@ -208,7 +208,9 @@ async def open_runtime(
                 shutdown=shutdown,
             )
             instance_id = config.sync.instance_id or new_instance_id()
-            log.info("instance_started", instance=instance_id, pid=os.getpid(), daemon=daemon)
+            # (a one-shot run's stderr stays one line when it fails: its id is logged at debug)
+            started = log.info if daemon else log.debug
+            started("instance_started", instance=instance_id, pid=os.getpid(), daemon=daemon)
             async with SharedWork(
                 store,
                 key_id=key_id_for(key),
