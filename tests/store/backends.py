@@ -12,6 +12,7 @@ before each test (:func:`empty_database`); tests of the schema itself use ``post
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import sqlite3
@@ -150,3 +151,37 @@ def empty_database(url: str) -> None:
             "FROM information_schema.columns AS c "
             "WHERE c.table_schema = current_schema() AND c.is_identity = 'YES'"
         )
+
+
+class PostgresReader(sqlite3.Connection):
+    """A reader for code that queries a mirror through ``sqlite3.Connection.execute`` (``?``
+    placeholders, ``fetchall``) that answers from the PostgreSQL database at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(":memory:")
+        self._conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:  # type: ignore[override]
+        # PostgreSQL cannot type a bare parameter tested for NULL.
+        sql = sql.replace("%", "%%").replace("? IS NULL", "CAST(? AS TEXT) IS NULL")
+        return self._conn.execute(sql.replace("?", "%s"), tuple(parameters))
+
+    def close(self) -> None:
+        self._conn.close()
+        super().close()
+
+
+class SharedDatabase:
+    """One migrated PostgreSQL database for a test class, made on first use and dropped when
+    the process ends."""
+
+    def __init__(self) -> None:
+        self._url: str | None = None
+
+    def emptied(self) -> str:
+        """The database's URL, every row deleted (created on the first call)."""
+        if self._url is None:
+            self._url = create_database()
+            atexit.register(drop_database, self._url)
+        empty_database(self._url)
+        return self._url

@@ -447,3 +447,30 @@ for _field, _bounds, _cap, _timeout in itertools.product(
         continue  # that is EngineConvergence itself
     _machine = _reading_machine(_field, _bounds, _cap, _timeout)
     globals()[f"Test{_machine.__name__}"] = _machine.TestCase
+
+
+class PostgresEngineConvergence(EngineConvergence):
+    """The same machine with the mirror in PostgreSQL: one database for the class, emptied
+    before each example (skipped, like the ``postgres_url`` fixture, without a server)."""
+
+    database = None  # a tests.store.backends.SharedDatabase, made by the first example
+
+    def __init__(self) -> None:
+        from tests.store.backends import PostgresReader, SharedDatabase
+
+        cls = type(self)
+        if cls.database is None:
+            cls.database = SharedDatabase()
+        url = cls.database.emptied()  # skips here, before anything is opened
+        super().__init__()
+        self.db.close()
+        self.run(self.store.close())
+        self.store = self.run(AsyncStore.open(url))
+        self.engine.store = self.store
+        self.db = PostgresReader(url)
+
+
+PostgresEngineConvergence.TestCase.settings = settings(
+    EngineConvergence.TestCase.settings, max_examples=8
+)
+TestPostgresEngineConvergence = PostgresEngineConvergence.TestCase
