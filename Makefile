@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` and `make test-fast` (0: one process, no workers)
+PYTEST_WORKERS ?= 2
 
 .PHONY: install browser demo test test-fast check lint fmt bench clean
 
@@ -34,12 +36,12 @@ check: install
 	$(BIN)/lint-imports
 
 test: check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # Everything but the end-to-end tests (marker e2e, see tests/support/tiers.py): no ruff, no
 # lint-imports, no browser check.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e" -n $(PYTEST_WORKERS)
 
 fmt: install
 	$(BIN)/ruff format .
