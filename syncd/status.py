@@ -1,6 +1,7 @@
 """What ``syncd status`` reports, read from the mirror alone (it works while the daemon runs):
 per workspace state and freshness, the key's budget, the daemon's plan and heartbeat, the
-webhook subscription and what syncd has learned about the upstream's find window.
+webhook subscription, what syncd has learned about the upstream's find window, and the syncd
+instances sharing the key's work (their leases).
 
 :func:`describe_status` reads it as one typed :class:`MirrorStatus`; ``status`` (text and
 ``--json``), the status page and the daemon all read that object. The plan, the heartbeat
@@ -17,13 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.budget import BudgetSnapshot
+from syncd.budget import BudgetSnapshot, key_id_for
 from syncd.config import Config
 from syncd.errors import NoDatabase
-from syncd.records import WorkspaceState
+from syncd.records import WorkspaceState, format_timestamp
 from syncd.secrets import redact_path
 from syncd.service import budget_for, utc_now
 from syncd.store import Store, status_reads
+from syncd.store.leases import INSTANCE, LEADER, ONCE, WORKSPACE, Lease, held_now
 from syncd.store.status_reads import MirrorCounts, RunRecord, WorkspaceCounts
 from syncd.sync import FRESHNESS_SETTING
 from syncd.window_reading import SETTING as READING_SETTING
@@ -251,6 +253,69 @@ class UpstreamReading:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A lease held now: ``what`` it guards (an instance id or a workspace id), its holder (an
+    instance id), when that holder took it and when it lapses unless renewed (timestamps)."""
+
+    what: str
+    holder: str
+    acquired_at: str
+    expires_at: str
+    kind: str = ""  # of an instance: "daemon" or "once"
+
+
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """The syncd instances sharing the key's work: the live ones, which holds each
+    workspace's lease, and which keeps the webhook subscription (the leader)."""
+
+    instances: tuple[HeldLease, ...] = ()
+    workspaces: tuple[HeldLease, ...] = ()
+    leader: HeldLease | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "instances": [asdict(i) for i in self.instances],
+            "workspaces": [asdict(w) for w in self.workspaces],
+            "leader": None if self.leader is None else asdict(self.leader),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Sharing:
+        data = data or {}
+        leader = data.get("leader")
+        return cls(
+            instances=tuple(_known(HeldLease, i) for i in data.get("instances") or ()),
+            workspaces=tuple(_known(HeldLease, w) for w in data.get("workspaces") or ()),
+            leader=None if not leader else _known(HeldLease, leader),
+        )
+
+    @classmethod
+    def of(cls, leases: list[Lease], key_id: str | None) -> Sharing:
+        """The sharing of the key ``key_id`` (every key's when None) that ``leases`` show."""
+
+        def held(lease: Lease, what: str, kind: str = "") -> HeldLease:
+            return HeldLease(
+                what, lease.holder, _epoch(lease.acquired_at), _epoch(lease.expires_at), kind
+            )
+
+        instances, workspaces, leader = [], [], None
+        for lease in leases:
+            name = lease.name
+            if name.startswith(INSTANCE):
+                instances.append(held(lease, name.removeprefix(INSTANCE), "daemon"))
+            elif name.startswith(ONCE):
+                instances.append(held(lease, name.removeprefix(ONCE), "once"))
+            elif name.startswith(WORKSPACE):
+                key, _, workspace = name.removeprefix(WORKSPACE).partition(":")
+                if key_id is None or key == key_id:
+                    workspaces.append(held(lease, workspace))
+            elif name.startswith(LEADER) and key_id in (None, name.removeprefix(LEADER)):
+                leader = held(lease, name.removeprefix(LEADER))
+        return cls(tuple(instances), tuple(workspaces), leader)
+
+
+@dataclass(frozen=True, slots=True)
 class MirrorStatus:
     """Everything ``syncd status`` reports. ``budget`` is None without an API key; ``plan``,
     ``daemon`` and ``webhook_subscription`` are None until a daemon wrote them."""
@@ -265,6 +330,7 @@ class MirrorStatus:
     webhook_subscription: Subscription | None = None
     daemon: Heartbeat | None = None
     upstream_reading: UpstreamReading = field(default_factory=UpstreamReading)
+    sharing: Sharing = field(default_factory=Sharing)
 
     def as_json(self) -> dict[str, Any]:
         """The ``syncd status --json`` document."""
@@ -281,6 +347,7 @@ class MirrorStatus:
             ),
             "daemon": None if self.daemon is None else self.daemon.as_json(),
             "upstream_reading": asdict(self.upstream_reading),
+            "sharing": self.sharing.as_json(),
         }
 
     @classmethod
@@ -300,6 +367,7 @@ class MirrorStatus:
             webhook_subscription=Subscription.from_json(document.get("webhook_subscription")),
             daemon=Heartbeat.from_json(document.get("daemon")),
             upstream_reading=_known(UpstreamReading, document.get("upstream_reading") or {}),
+            sharing=Sharing.from_json(document.get("sharing")),
         )
 
 
@@ -313,6 +381,7 @@ def mirror_status(
     heartbeat: Heartbeat | None,
     subscription: Subscription | None,
     reading: WindowReading,
+    sharing: Sharing | None = None,
 ) -> MirrorStatus:
     """The status of a mirror holding ``counts`` at ``now`` (aware): freshness is how long
     ago each workspace's hot window was last verified (a push re-scan of one day does not
@@ -351,6 +420,7 @@ def mirror_status(
         webhook_subscription=subscription,
         daemon=heartbeat,
         upstream_reading=UpstreamReading.of(reading),
+        sharing=sharing or Sharing(),
     )
 
 
@@ -413,12 +483,19 @@ def describe_status(config: Config, store: Store) -> MirrorStatus:
             store.get_setting(READING_SETTING),
             pinned=None if pinned == "auto" else pinned,  # type: ignore[arg-type]
         ),
+        sharing=Sharing.of(
+            held_now(store.db), None if key is None else key_id_for(key.get_secret_value())
+        ),
     )
 
 
 def _budget_snapshot(config: Config, store: Store, key: str) -> BudgetSnapshot:
     budget = budget_for(config, store, key, daily_share=config.limits.daemon_share)
     return budget.read_snapshot()
+
+
+def _epoch(seconds: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(seconds, UTC))
 
 
 def verified_times(text: str | None) -> dict[str, dict[str, datetime | None]]:

@@ -153,6 +153,7 @@ def test_status_json_is_the_document_it_always_was(mirror) -> None:
         "webhook_subscription",
         "daemon",
         "upstream_reading",
+        "sharing",
     ]
     main, side = data["workspaces"]
     assert list(main) == WORKSPACE_KEYS

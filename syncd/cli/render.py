@@ -219,6 +219,7 @@ def status_text(status: MirrorStatus, *, now: datetime) -> tuple[list[str], list
     if daemon is not None:
         state = "running" if daemon.running else "stopped"
         lines.append(f"daemon: {state} (pid {daemon.pid}, seen {moment(daemon.seen_at, now)})")
+    lines.extend(_sharing_lines(status, now))
     hook = status.webhook_subscription
     lines.append(
         f"webhook subscription: {hook.status} {hook.id} (checked {moment(hook.checked_at, now)})"
@@ -246,6 +247,40 @@ def status_text(status: MirrorStatus, *, now: datetime) -> tuple[list[str], list
             f"{count(last.requests, 'requests')}" + (f" ({last.error})" if last.error else "")
         )
     return columns, rows, "\n".join(lines) + "\n"
+
+
+def _sharing_lines(status: MirrorStatus, now: datetime) -> list[str]:
+    """The syncd instances sharing the key's work, one line each (none when none runs), and
+    who holds each workspace's lease and the leader lease."""
+    sharing = status.sharing
+    if not sharing.instances and not sharing.workspaces and sharing.leader is None:
+        return []
+    names = {ws.id: str(ws.name or ws.id) for ws in status.workspaces}
+    leader = sharing.leader.holder if sharing.leader is not None else None
+    lines = [f"instances: {len(sharing.instances)} live"]
+    for instance in sharing.instances:
+        role = instance.kind + (
+            ", keeps the webhook subscription" if instance.what == leader else ""
+        )
+        lines.append(
+            f"  {instance.what} ({role}), since {moment(instance.acquired_at, now)}, "
+            f"lease {_until(instance.expires_at, now)}"
+        )
+    for lease in sharing.workspaces:
+        lines.append(
+            f"  workspace {names.get(lease.what, lease.what)}: {lease.holder}, "
+            f"lease {_until(lease.expires_at, now)}"
+        )
+    return lines
+
+
+def _until(text: str, now: datetime) -> str:
+    """When a lease lapses unless renewed, in words: "lapses in 42 s"."""
+    when = _parse(text)
+    if when is None:
+        return f"lapses at {text}"
+    left = (when - now).total_seconds()
+    return f"lapses in {duration(left)}" if left >= 1 else "lapses now"
 
 
 def _reading_lines(reading: UpstreamReading) -> list[str]:

@@ -228,3 +228,11 @@ class WorkShare:
             return fn(*args)
         except DATABASE_ERRORS as exc:
             raise StoreError(f"leases: {' '.join(str(exc).split())}") from exc
+
+
+def held_now(db: Database) -> list[Lease]:
+    """The leases held now in ``db`` (``syncd status``), by name. Raises ``StoreError``."""
+    try:
+        return Leases(db).holders()
+    except DATABASE_ERRORS as exc:
+        raise StoreError(f"leases: {' '.join(str(exc).split())}") from exc
