@@ -1,7 +1,8 @@
 """``AsyncStore``: the ``MirrorStore`` seam for asyncio code, backed by a ``Store``.
 
-Every call runs on ONE dedicated worker thread, so SQLite never blocks the event loop and the
-process never has two of its own connections competing for the write lock (SQLite's busy wait
+Every call runs on ONE dedicated worker thread, on either backend, so the database never
+blocks the event loop and the process never has two of its own connections competing for the
+write lock (SQLite's busy wait
 is not fair: a connection polling for the lock can lose it to back-to-back commits for
 hundreds of milliseconds). The rate budget's short transactions (``call_budget``) go before
 any call still queued, so a grant waits at most for the one call running, never behind a
@@ -84,7 +85,7 @@ class _DbThread:
 
 
 class AsyncStore:
-    """Async facade over a ``Store``; create it with ``await AsyncStore.open(path)``."""
+    """Async facade over a ``Store``; create it with ``await AsyncStore.open(location)``."""
 
     def __init__(self, store: Store, thread: _DbThread) -> None:
         self._store = store
@@ -92,16 +93,21 @@ class AsyncStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout: float = 30.0) -> AsyncStore:
-        """Open (create, migrate) the mirror on a new DB thread.
+    async def open(cls, location: str | Path, *, busy_timeout: float = 30.0) -> AsyncStore:
+        """Open (create, migrate) the mirror at ``location`` (a SQLite file path or a
+        PostgreSQL URL) on a new DB thread; ``busy_timeout`` bounds the wait for SQLite's
+        write lock, or for a PostgreSQL connection.
 
-        Raises ``SchemaTooNew`` or ``StoreError`` (and stops the thread again).
+        Raises ``SchemaTooNew``, ``ConfigError`` (a malformed URL) or ``StoreError`` (and
+        stops the thread again).
         """
         thread = _DbThread("syncd-db")
         try:
             store = await _run(
                 thread,
-                functools.partial(Store, path, timeout=busy_timeout, checkpoint_in_background=True),
+                functools.partial(
+                    Store, location, timeout=busy_timeout, checkpoint_in_background=True
+                ),
             )
         except BaseException:
             thread.shutdown()
