@@ -6,6 +6,7 @@ file that is not one, and for a bad URL.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -140,15 +141,23 @@ def test_the_copy_continues_incrementally_and_equals_upstream(tmp_path, emulator
 def test_a_second_copy_into_the_same_database_is_refused(tmp_path, emulator, postgres_url):
     config = write_config(tmp_path, emulator)
     assert run_once(config).returncode == EXIT_OK
-    assert migrate_to(config, postgres_url).returncode == EXIT_OK
+    # The test server trusts loopback, so a password is accepted and ignored: it must still
+    # never be shown, in the result line, the messages or the log.
+    password = "m1grate-pa55word"
+    url = postgres_url.replace("postgresql://postgres@", f"postgresql://postgres:{password}@")
+    first = migrate_to(config, url)
+    assert first.returncode == EXIT_OK, first.explain()
+    assert "postgresql://postgres:***@" in first.stdout
     copied = counts_in_postgres(postgres_url)
 
-    again = migrate_to(config, postgres_url)
+    again = migrate_to(config, url)
 
     assert again.returncode == EXIT_USAGE, again.explain()
     assert "already holds a syncd mirror" in again.stderr
     assert again.stdout == ""
     assert counts_in_postgres(postgres_url) == copied
+    for run in (first, again):
+        assert password not in run.stdout + run.stderr + json.dumps(run.events)
 
 
 @pytest.mark.e2e
@@ -226,3 +235,30 @@ def test_an_empty_mirror_copies_and_leaves_identities_past_the_ids_handed_out(
             "INSERT INTO sync_runs (kind, started_at) VALUES ('once', 'y') RETURNING id"
         ).fetchone()
     assert run_id < 41 < next_id
+
+
+def test_a_mirror_of_an_older_schema_is_brought_up_to_date_then_copied(tmp_path, postgres_url):
+    from peewee import SqliteDatabase
+
+    from syncd.store import migrations
+
+    path = tmp_path / "mirror.sqlite"
+    db = SqliteDatabase(str(path))
+    db.connect()
+    db.execute_sql(migrations.LEDGER_DDL)
+    older = migrations.MIGRATIONS[:-1]
+    for step in older:
+        step.apply(db)
+        db.execute_sql(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?, '2026-01-01')",
+            (step.name,),
+        )
+    db.execute_sql("INSERT INTO workspaces (id, name, synced_at) VALUES ('w1', 'One', 'x')")
+    db.close()
+
+    result = transfer.copy_to_postgres(path, postgres_url)
+
+    assert result.rows["workspaces"] == 1
+    with sqlite3.connect(path) as conn:
+        names = [n for (n,) in conn.execute("SELECT name FROM schema_migrations")]
+    assert names[-1] == migrations.MIGRATIONS[-1].name
