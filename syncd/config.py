@@ -475,7 +475,7 @@ class Config(BaseModel):
     def webhook_token_path(self) -> Path:
         """The file holding the webhook path token: ``<mirror file name>.webhook-token`` in
         ``$STATE_DIRECTORY`` when systemd sets it, otherwise beside the mirror. A mirror in
-        PostgreSQL has no file: ``database.path`` (its default, unless set) names the token
+        PostgreSQL has no file: the default ``database.path`` names the token
         file all the same, so it stays on the host that holds the token."""
         name = self.database.path.name + TOKEN_FILE_SUFFIX
         directory = self._state_directory or self.database.path.parent
