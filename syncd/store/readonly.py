@@ -135,6 +135,9 @@ class ReadOnlyMirror:
     ``StoreError`` (``CorruptDatabase``, ``StorageIOError``, ...) when it is not a readable
     SQLite database or the PostgreSQL server cannot be reached (password redacted), and
     ``ConfigError`` for a malformed PostgreSQL URL.
+
+    ``postgres`` says which backend it reads, ``shown`` where (a URL's password as ``***``);
+    ``path`` is the SQLite file (empty on PostgreSQL).
     """
 
     def __init__(self, location: str | Path) -> None:
