@@ -329,9 +329,10 @@ class ReadOnlyMirror:
         workspace_id: str | None = None,
         limit: int = 100,
     ) -> Result:
-        """Live entries whose description matches ``text``: an FTS5 query on SQLite, a
-        ``tsquery`` (``invoice:*`` for a prefix) on PostgreSQL, accents and case folded on
-        both. Raises ``UsageError`` for a malformed search expression."""
+        """Live entries whose description matches ``text``, accents and case folded: an FTS5
+        query on SQLite; on PostgreSQL plain words (``invoice review``, ``invoi*``) find what
+        they find on SQLite, and anything else is read as a ``tsquery`` (``invoice & !draft``).
+        Raises ``UsageError`` for a malformed search expression."""
         return self.query(
             reports.search_sql(postgres=self.postgres),
             reports.search_params(text, since, until, workspace_id, limit, postgres=self.postgres),

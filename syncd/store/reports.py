@@ -17,6 +17,8 @@ and hours are rounded as numbers and read as floats.
 
 from __future__ import annotations
 
+import re
+
 from syncd.errors import UsageError
 
 LOW_DATE = "0000-01-01"
@@ -230,7 +232,8 @@ ORDER BY e.date DESC, e.id
 LIMIT ?"""
 
 
-# The search on PostgreSQL, as docs/schema.md documents it: the folded text as a tsquery.
+# The search on PostgreSQL, as docs/schema.md documents it: the folded text as a tsquery
+# (plain words are joined by :func:`pg_search_text` first, as FTS5 reads them).
 PG_SEARCH_SQL = """
 SELECT e.id, e.workspace_id, e.date, e.team_member_name, e.project_name, e.description
 FROM time_entries AS e
@@ -240,6 +243,19 @@ WHERE e.description_search @@ to_tsquery('simple', syncd_fold(%(text)s))
   AND (CAST(%(workspace)s AS TEXT) IS NULL OR e.workspace_id = %(workspace)s)
 ORDER BY e.date DESC, e.id COLLATE "C"
 LIMIT %(limit)s"""
+
+
+_PLAIN_TERMS = re.compile(r"\s*(?:\w+\*?\s*)+", re.UNICODE)
+
+
+def pg_search_text(text: str) -> str:
+    """``text`` as ``to_tsquery`` reads it: a list of plain words, each with an optional
+    ``*`` for a prefix (the FTS5 query that finds entries holding all of them) becomes
+    ``word & prefix:*``; anything else is taken as tsquery syntax already."""
+    if not _PLAIN_TERMS.fullmatch(text):
+        return text
+    terms = [f"{word[:-1]}:*" if word.endswith("*") else word for word in text.split()]
+    return " & ".join(terms)
 
 
 def search_sql(*, postgres: bool = False) -> str:
@@ -260,7 +276,7 @@ def search_params(
     low, high = since or LOW_DATE, until or HIGH_DATE
     if postgres:
         return {
-            "text": text,
+            "text": pg_search_text(text),
             "since": low,
             "until": high,
             "workspace": workspace_id,

@@ -151,14 +151,17 @@ def test_search_answers_as_on_sqlite(mirrors: tuple[Path, str]) -> None:
         ("invoice", {"workspace_id": "w2"}),
         ("invoice", {"limit": 2}),
         ("planning", {}),
+        ("invoice review", {}),
+        ("invoi*", {}),
+        ("  Plan*  ", {}),
     ]
     with ReadOnlyMirror(path) as lite, ReadOnlyMirror(url) as pg:
         for text, options in searches:
             expected = lite.search(text, **options)
             assert expected[1]
             assert pg.search(text, **options) == expected, (text, options)
-        # A prefix is written as tsquery has it.
-        assert [r[0] for r in pg.search("invoi:*")[1]] == [r[0] for r in lite.search("invoi*")[1]]
+        # Anything beyond plain words is tsquery syntax.
+        assert [r[0] for r in pg.search("invoi:* & !cafe")[1]] == ["e12", "e09", "e06", "e03"]
         with pytest.raises(UsageError):
             pg.search("invoice &")
 
