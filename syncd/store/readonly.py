@@ -226,7 +226,7 @@ class ReadOnlyMirror:
                 # read-write any more.
                 cursor.execute(
                     "SELECT set_config('statement_timeout', %s, true)",
-                    (str(round(timeout * 1000)) if timeout else "0",),
+                    (str(max(1, round(timeout * 1000))) if timeout else "0",),
                 )
                 # Prepared (extended protocol) even without parameters: one statement only.
                 cursor.execute(sql, params or None, prepare=True)
@@ -245,6 +245,7 @@ class ReadOnlyMirror:
         try:
             return self._bounded(run, deadline, conn.cancel)
         except QueryTimeout:
+            self._recover()
             raise QueryTimeout(timeout or 0) from None
         except psycopg.Error as exc:
             self._recover()
