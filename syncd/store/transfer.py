@@ -200,8 +200,8 @@ def _copy(
 
 
 def _check_tables(src: SqliteDatabase, target: Database) -> None:
-    """Raises ``StoreError`` when either database has a table this copy does not know, or
-    lacks one it copies, or a copied table's columns differ between them."""
+    """Raises ``StoreError`` when the mirror has a table this copy does not know, either
+    database lacks one it copies, or a copied table's columns differ between them."""
     mirror = {
         name
         for (name,) in src.execute_sql("SELECT name FROM sqlite_schema WHERE type = 'table'")
@@ -215,9 +215,14 @@ def _check_tables(src: SqliteDatabase, target: Database) -> None:
         )
         if name != LEDGER
     }
-    for where, names in (("the mirror", mirror), ("PostgreSQL", server)):
-        if names != set(TABLES):
-            extra, missing = sorted(names - set(TABLES)), sorted(set(TABLES) - names)
+    # Every table of the mirror is copied (one this syncd does not know would be lost); the
+    # database may hold tables of its own beside syncd's.
+    for where, names, extra in (
+        ("the mirror", mirror, sorted(mirror - set(TABLES))),
+        ("PostgreSQL", server, []),
+    ):
+        missing = sorted(set(TABLES) - names)
+        if extra or missing:
             raise StoreError(
                 f"{where} does not hold the tables this syncd copies "
                 f"(unknown: {', '.join(extra) or 'none'}; missing: {', '.join(missing) or 'none'})"

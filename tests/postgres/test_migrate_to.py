@@ -262,3 +262,34 @@ def test_a_mirror_of_an_older_schema_is_brought_up_to_date_then_copied(tmp_path,
     with sqlite3.connect(path) as conn:
         names = [n for (n,) in conn.execute("SELECT name FROM schema_migrations")]
     assert names[-1] == migrations.MIGRATIONS[-1].name
+
+
+def test_tables_of_its_own_in_the_database_do_not_stop_the_copy(tmp_path, postgres_url):
+    from syncd.store import Store
+
+    path = tmp_path / "mirror.sqlite"
+    Store(path).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO invoices VALUES (1)")
+
+    result = transfer.copy_to_postgres(path, postgres_url)
+
+    assert set(result.rows) == set(transfer.TABLES)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM invoices").fetchone() == (1,)
+
+
+def test_a_table_of_the_mirror_this_syncd_does_not_know_stops_the_copy(tmp_path, postgres_url):
+    from syncd.errors import StoreError
+    from syncd.store import Store
+
+    path = tmp_path / "mirror.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+
+    with pytest.raises(StoreError, match="unknown: notes"):
+        transfer.copy_to_postgres(path, postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM workspaces").fetchone() == (0,)
