@@ -100,12 +100,13 @@ class StoreError(SyncdError):
 
 
 class NoDatabase(StoreError):
-    """There is no mirror database at ``path`` (commands that only read never create one)."""
+    """There is no mirror database at ``path`` (commands that only read never create one);
+    ``key`` is the setting that names it (``database.path`` or ``database.url``)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: str = "database.path") -> None:
         self.path = str(path)
         super().__init__(
-            f"no mirror database at {self.path}; check database.path "
+            f"no mirror database at {self.path}; check {key} "
             "(`syncd --once` or the daemon creates the mirror)"
         )
 

@@ -454,7 +454,7 @@ def open_existing_mirror(config: Config, *, migrate: bool = True) -> Store:
     store = Store(database.location, migrate=False)
     try:
         if not store.applied_migrations():
-            raise NoDatabase(database.shown)
+            raise NoDatabase(database.shown, key="database.url")
     except BaseException:
         store.close()
         raise

@@ -6,7 +6,13 @@ import os
 from collections.abc import Mapping
 
 #: Environment variables syncd reads; a test's subprocess must not inherit them.
-SYNCD_ENV = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM")
+SYNCD_ENV = (
+    "SYNCD_API_KEY",
+    "SYNCD_DATABASE_URL",
+    "SYNCD_CONFIG",
+    "CREDENTIALS_DIRECTORY",
+    "JOURNAL_STREAM",
+)
 #: Proxy settings that would send loopback requests elsewhere.
 PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
