@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from emulator_process import emulator_process
 
 from syncd.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from tests.support.emulator import emulator_process
 
 ENV_NAMES = ("SYNCD_API_KEY", "SYNCD_CONFIG", "CREDENTIALS_DIRECTORY")
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
