@@ -21,8 +21,7 @@ from typing import Any
 from tests.support import config as config_files
 from tests.support.emulator import SYNCD, EmulatorProcess
 from tests.support.environment import clean_env
-from tests.support.mirror import (  # noqa: F401 (assert_mirror_equals_truth: kept importable)
-    assert_mirror_equals_truth,
+from tests.support.mirror import (
     differences,
     mirror_entries,
     query,
@@ -31,14 +30,6 @@ from tests.support.mirror import (  # noqa: F401 (assert_mirror_equals_truth: ke
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class Emulator(EmulatorProcess):
-    """:class:`EmulatorProcess` as tests outside this directory still use it:
-    ``truth(workspace_id)`` lists that workspace's entries, as ``entries`` does."""
-
-    def truth(self, workspace_id: str | None = None) -> Any:  # type: ignore[override]
-        return super().truth() if workspace_id is None else self.entries(workspace_id)
 
 
 # --------------------------------------------------------------------------- syncd --once

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from e2e.harness import (
+from tests.e2e.harness import (
     EXIT_OK,
     FIND_PATH,
-    Emulator,
     OnceProcess,
-    assert_mirror_equals_truth,
     database_of,
-    query,
     run_once,
-    scalar,
     wait_for_scans,
     write_config,
 )
+from tests.support.emulator import EmulatorProcess
+from tests.support.mirror import assert_mirror_equals_truth, query, scalar
 
 #: Narrow windows, so walking the history takes many requests.
 NARROW = {"window_max_days": 14, "window_target_entries": 40, "window_max_entries": 80}
@@ -36,7 +34,7 @@ def walk_scans(db, after_id: int = 0) -> list[tuple[str, str]]:
 
 
 def test_a_killed_full_run_is_continued_by_the_next(tmp_path) -> None:
-    emulator = Emulator.start(
+    emulator = EmulatorProcess.start(
         "--seed", "8", "--workspaces", "1", "--entries", "600", "--days", "300",
         "--no-rate-limit", log=tmp_path / "emulator.log",
     )  # fmt: skip
@@ -62,7 +60,7 @@ def test_a_killed_full_run_is_continued_by_the_next(tmp_path) -> None:
         last_id = scalar(db, "SELECT max(id) FROM window_scans")
 
         # A silent change below where the walk stopped: the resumed walk must bring it.
-        old = [e for e in emulator.truth(workspace) if e["start_time"][:10] < cursor]
+        old = [e for e in emulator.entries(workspace) if e["start_time"][:10] < cursor]
         changed = emulator.edit(old[len(old) // 2]["id"], description="fixed long ago")
         emulator.clear_faults()
         again = run_once(config, "--full")
