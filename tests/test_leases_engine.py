@@ -103,3 +103,41 @@ async def test_pushed_windows_are_rescanned_only_by_the_workspaces_holder(
     await sync.refresh({("ws-a", day), ("ws-b", day)}, report)
     assert [(f.workspace_id, f.priority) for f in upstream.finds] == [("ws-a", Priority.PUSH)]
     assert report.leased_elsewhere == 1
+
+
+async def test_shared_work_keeps_one_leader_and_gives_everything_back_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    from syncd.instances import SharedWork
+
+    path = tmp_path / "shared.sqlite"
+    led: list[str] = []
+    async with await AsyncStore.open(path) as first_store, await AsyncStore.open(path) as second:
+
+        def work(store: AsyncStore, name: str) -> SharedWork:
+            return SharedWork(
+                store,
+                key_id="key",
+                instance_id=name,
+                ttl_seconds=30,
+                daemon=True,
+                wants_lead=True,
+                on_lead=lambda: led.append(name),
+            )
+
+        later = work(second, "b")
+        async with work(first_store, "a") as first:
+            assert first.leading
+            assert await first.claim(["ws-1", "ws-2"]) == ["ws-1", "ws-2"]
+            async with later:
+                assert not later.leading
+                assert await later.claim(["ws-1", "ws-2"]) == []
+                assert await first.claim(["ws-1", "ws-2"]) == ["ws-1"]  # its share of two
+                assert await later.claim(["ws-1", "ws-2"]) == ["ws-2"]
+                assert led == ["a"]
+            # b stopped: its lease went back at once, so a takes ws-2 and still leads
+            assert await first.claim(["ws-1", "ws-2"]) == ["ws-1", "ws-2"]
+        assert led == ["a"]
+        async with work(second, "c") as third:
+            assert third.leading  # a ended: the leader lease is free at once
+        assert led == ["a", "c"]
