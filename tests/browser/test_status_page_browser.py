@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from daemon_e2e.conftest import DaemonProc, start_emulator
+
+from tests.support.daemon import DaemonProc, start_emulator
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from .conftest import mirror_differences, wait_for
+from tests.support.daemon import mirror_differences, wait_for
 
 
 def test_daemon_and_concurrent_once_share_the_budget_without_429(emulator_factory, daemon_factory):

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from .conftest import wait_for
+from tests.support.daemon import wait_for
 
 DOCUMENTED_METRICS = (
     "syncd_api_requests_total",

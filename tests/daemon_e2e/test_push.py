@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from .conftest import API_KEY, mirror_differences, wait_for
+from tests.support.daemon import API_KEY, mirror_differences, wait_for
 
 
 def _row(daemon, entry_id):

@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 
-from .conftest import API_KEY, http, wait_for
+from tests.support.daemon import API_KEY, http, wait_for
 
 SECRET = "s3cret-for-the-e2e-test"
 

@@ -11,8 +11,7 @@ import subprocess
 from pathlib import Path
 
 from syncd.store import Store
-
-from .conftest import wait_for
+from tests.support.daemon import wait_for
 
 API_KEY = "tt_live_8c1f0e4b6a2d47f3b9e5a7c1d2e3f405"
 SECRET = "whsec-4f6b1c9e2a7d4e8f9a0b"

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from .conftest import wait_for
+from tests.support.daemon import wait_for
 
 NOFILE = 256
 SLOW_CONNECTIONS = 300

@@ -7,8 +7,7 @@ import re
 import sqlite3
 
 from syncd import __version__
-
-from .conftest import http, wait_for
+from tests.support.daemon import http, wait_for
 
 LONG_KEY = "tt-live-key-4f9a8b7c6d5e4f3a2b1c"
 SECRET = "webhook-signing-secret-9e8d7c"

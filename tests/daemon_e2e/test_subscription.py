@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
-from .conftest import wait_for
+from tests.support.daemon import wait_for
 
 EXPECTED_EVENTS = {
     "TIMER_STARTED",
