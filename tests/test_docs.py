@@ -63,6 +63,7 @@ def test_the_readme_quotes_the_demos_queries():
         assert _words(sql) in demo, f"README query not run by make demo: {sql}"
 
 
+@pytest.mark.e2e
 def test_the_readme_outputs_are_what_make_demo_prints(tmp_path):
     """The demo's emulator runs at a fixed instant, so its outputs are the README's exactly."""
     import subprocess

@@ -123,6 +123,7 @@ def syncd(config: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.e2e
 def test_report_by_client_names_the_workspace_when_a_name_repeats(config: Path) -> None:
     text = syncd(config, "report", "hours", "--by", "client", "--since", "2024-03-01")
     lines = text.splitlines()
@@ -132,6 +133,7 @@ def test_report_by_client_names_the_workspace_when_a_name_repeats(config: Path) 
     assert len(lines[2]) > 80
 
 
+@pytest.mark.e2e
 def test_report_without_repeated_names_has_no_workspace_column(config: Path) -> None:
     text = syncd(config, "report", "hours", "--by", "project", "--since", "2024-03-01")
     assert text.splitlines()[0].split() == [
@@ -146,6 +148,7 @@ def test_report_without_repeated_names_has_no_workspace_column(config: Path) -> 
     assert "ws-" not in text
 
 
+@pytest.mark.e2e
 def test_weeks_are_labelled_within_the_range_with_two_decimals(config: Path) -> None:
     text = syncd(config, "report", "hours", "--by", "week", "--since", "2024-03-05")
     # The week of Monday 2024-03-04 starts before --since: it is labelled by --since.
@@ -158,6 +161,7 @@ def test_weeks_are_labelled_within_the_range_with_two_decimals(config: Path) -> 
     ]
 
 
+@pytest.mark.e2e
 def test_status_piped_is_plain_text_in_human_units(config: Path) -> None:
     text = syncd(config, "status")
     assert "━" not in text

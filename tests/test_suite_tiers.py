@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ import pytest
 
 from tests.support.tiers import (
     END_TO_END_PATHS,
-    END_TO_END_TESTS,
     TESTS,
     InProcessOnly,
     is_end_to_end,
@@ -46,22 +44,40 @@ def test_an_end_to_end_test_starts_syncd():
     assert done.returncode == 0
 
 
-def test_directories_files_and_single_tests_are_end_to_end_by_path():
-    assert is_end_to_end(TESTS / "e2e" / "test_once.py", "test_anything")
-    assert is_end_to_end(TESTS / "daemon_e2e" / "test_push.py", "test_anything")
-    assert is_end_to_end(TESTS / "test_cli_operator.py", "test_anything")
-    assert is_end_to_end(
-        TESTS / "daemon" / "test_status_page.py", "test_status_html_writes_the_page_for_cron"
-    )
-    assert not is_end_to_end(TESTS / "daemon" / "test_status_page.py", "test_other")
-    assert not is_end_to_end(TESTS / "daemon" / "test_plan.py", "test_anything")
-    assert not is_end_to_end(TESTS / "test_e2e_lookalike.py", "test_anything")
+def test_directories_and_files_are_end_to_end_by_path():
+    assert is_end_to_end(TESTS / "e2e" / "test_once.py")
+    assert is_end_to_end(TESTS / "daemon_e2e" / "test_push.py")
+    assert is_end_to_end(TESTS / "test_cli_operator.py")
+    assert is_end_to_end(TESTS / "sync" / "test_full_resume.py")
+    # A file of in-process tests: its single end-to-end tests carry the marker themselves.
+    assert not is_end_to_end(TESTS / "daemon" / "test_status_page.py")
+    assert not is_end_to_end(TESTS / "daemon" / "test_plan.py")
+    assert not is_end_to_end(TESTS / "test_e2e_lookalike.py")
+    assert not is_end_to_end(TESTS.parent / "bench" / "e2e" / "test_once.py")
 
 
-def test_every_listed_path_and_test_exists():
+def test_every_listed_path_exists():
     for path in END_TO_END_PATHS:
         assert (TESTS / path).exists(), path
-    for test in END_TO_END_TESTS:
-        path, name = test.split("::")
-        source = (TESTS / path).read_text(encoding="utf-8")
-        assert re.search(rf"^(async )?def {name}\(", source, re.M), test
+
+
+def test_a_marked_test_in_an_in_process_file_is_left_out_of_the_fast_tier():
+    """``make test-fast`` (``-m "not e2e"``) leaves out exactly the marked tests of a file
+    whose other tests run in-process."""
+    page = "tests/daemon/test_status_page.py"
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*collect, "-m", "e2e", page], cwd=TESTS.parent, capture_output=True, text=True
+    )
+    marked = {line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line}
+    assert marked == {
+        "test_status_html_writes_the_page_for_cron",
+        "test_status_html_into_a_missing_directory_names_the_problem",
+        "test_status_html_without_a_mirror_creates_none",
+    }, done.stdout + done.stderr
+    done = subprocess.run(
+        [*collect, "-m", "not e2e", page], cwd=TESTS.parent, capture_output=True, text=True
+    )
+    fast = {line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line}
+    assert fast, done.stdout + done.stderr
+    assert not fast & marked

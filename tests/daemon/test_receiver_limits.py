@@ -267,6 +267,7 @@ SERVE_UNDER_A_FULL_FILE_TABLE = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_full_file_table_is_logged_once_not_once_a_second(tmp_path):
     """accept() failing with EMFILE used to log a traceback every second for as long as it
     lasted (asyncio retries every second); now one line per interval says so."""

@@ -194,6 +194,7 @@ def test_no_secret_reaches_the_page_even_inside_an_error_text(mirror):
     assert status_page.MASK in html
 
 
+@pytest.mark.e2e
 def test_status_html_writes_the_page_for_cron(mirror, tmp_path):
     path, _config_obj, store = mirror
     store.close()
@@ -212,6 +213,7 @@ def test_status_html_writes_the_page_for_cron(mirror, tmp_path):
     assert KEY not in html
 
 
+@pytest.mark.e2e
 def test_status_html_into_a_missing_directory_names_the_problem(mirror, tmp_path):
     path, _config_obj, _store = mirror
     out = tmp_path / "nowhere" / "page.html"
@@ -226,6 +228,7 @@ def test_status_html_into_a_missing_directory_names_the_problem(mirror, tmp_path
     assert "No such file or directory" in done.stderr
 
 
+@pytest.mark.e2e
 def test_status_html_without_a_mirror_creates_none(tmp_path):
     path, _config_obj = _config(tmp_path, tmp_path / "absent.sqlite")
     done = subprocess.run(

@@ -263,6 +263,7 @@ def _run(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.e2e
 def test_command_line_switches_reach_the_running_emulator():
     proc = _run(
         "--no-rate-limit",
@@ -306,6 +307,7 @@ def test_command_line_switches_reach_the_running_emulator():
         proc.communicate(timeout=10)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "message"),
     [
