@@ -352,6 +352,8 @@ class VirtualScheduler:
         self.refresh_at: float | None = None
         self.debounce = debounce
         self.clock = time.time
+        self.progress_notes = 0
+        self.run_now_requested: list[str] = []
 
     def apply_plan(self, plan: Any) -> bool:
         for name, value in (
@@ -369,8 +371,16 @@ class VirtualScheduler:
             self.refresh_at = self.clock() + self.debounce
         return True
 
-    def should_stop(self) -> bool:
-        return False
+    started = True  # the simulation fires the jobs itself, from the start
+    stopping = False  # and never stops them half-way
+
+    def progress(self) -> None:
+        """A long job committed a window (the daemon's ``on_window``)."""
+        self.progress_notes += 1
+
+    def run_now(self, name: str) -> None:
+        """Asked for by a daemon that takes the leader lease; the simulation runs alone."""
+        self.run_now_requested.append(name)
 
     def status(self) -> dict:
         return {"jobs": {}}
@@ -509,10 +519,10 @@ async def simulate_day(
     from syncd.daemon.webhook import create_receiver_app, start_receiver
     from syncd.log import configure_logging
     from syncd.records import Priority
-    from syncd.service import Runtime, sync_settings
+    from syncd.service import Runtime
     from syncd.store import AsyncStore
     from syncd.store.budget import budget_ledger
-    from syncd.sync import SyncEngine
+    from syncd.sync import SyncEngine, SyncSettings
 
     print(
         f"# simulated 24 h (virtual time; emulator rate limits ON: 10/s, 100/min, 10,000/day)"
@@ -568,7 +578,13 @@ async def simulate_day(
         retry=RetryPolicy(max_attempts=config.api.max_attempts, total_timeout=3600),
         on_outcome=daemon.metrics.request,
     )
-    engine = SyncEngine(client, store, sync_settings(config), clock=vt.now_dt)
+    engine = SyncEngine(
+        client,
+        store,
+        SyncSettings.from_config(config),
+        clock=vt.now_dt,
+        on_window=daemon._progress,  # as the daemon's own runtime reports committed windows
+    )
     daemon.runtime = Runtime(config, store, session, budget, client, engine)
 
     delivered = asyncio.Event()
@@ -724,9 +740,8 @@ async def simulate_day(
     out("sim_requests_vs_plan", f"{key_stats['requests'] / plan.planned_per_day:.2f}x")
     out("sim_requests_vs_quota", f"{key_stats['requests'] / 10_000:.1%} of 10,000")
     out("sim_bytes_sent_upstream_mb", f"{key_stats.get('bytes_sent', 0) / 1e6:.1f}")
-    for line in plan.describe():
-        if line.startswith("tier "):
-            out("sim_plan_" + line.split(":")[0].replace(" ", "_"), line.split(": ", 1)[1])
+    for t in plan.tiers:
+        out(f"sim_plan_tier_{t.name}", t.describe().split(": ", 1)[1])
     if changes is not None:
         for tier, ages in changes.arrived.items():
             late = [c for c in changes.pending if c[0] == tier]

@@ -113,36 +113,6 @@ class Plan:
         data["reconcile_per_day"] = round(self.reconcile_per_day, 1)
         return data
 
-    def describe(self) -> list[str]:
-        """Human-readable lines for ``syncd status``."""
-        poll = f"poll every {self.poll_interval_seconds:g}s ({self.requests_per_poll} req each"
-        poll += f", {self.poll_per_day:.0f}/day)"
-        if self.poll_stretched:
-            poll += f", stretched from {self.configured_interval_seconds:g}s"
-        lines = [
-            f"daemon budget {self.daemon_budget}/day ({self.daemon_share:.0%} of "
-            f"{self.per_day}); {self.left_for_others}/day left for --once and others",
-            poll,
-        ]
-        if self.reconcile_windows:
-            period = f"{self.achieved_period_days:.1f}d" if self.achieved_period_days else "n/a"
-            lines.append(
-                f"reconcile {self.reconcile_windows_per_slice} window(s) every "
-                f"{self.reconcile_interval_seconds:.0f}s ({self.reconcile_per_day:.0f}/day); "
-                f"full pass every {period} (target {self.reconcile_period_days:g}d"
-                + ("" if self.period_achievable else ", NOT achievable")
-                + ")"
-            )
-        else:
-            lines.append("reconcile: nothing to re-verify")
-        lines.extend(f"tier {t.describe()}" for t in self.tiers)
-        lines.append(
-            f"reserved: push refresh {self.push_reserve}/day, housekeeping "
-            f"{self.fixed_per_day}/day; planned total {self.planned_per_day:.0f}/day"
-        )
-        lines.extend(f"warning: {w}" for w in self.warnings)
-        return lines
-
 
 def hot_requests_per_poll(workspaces: int, running_timer_windows: int = 0) -> int:
     """Requests one hot poll costs: one hot window per workspace, plus one per running timer

@@ -136,9 +136,15 @@ def test_the_plan_never_exceeds_the_daemon_share(workspaces, interval, history):
 
 def test_describe_and_as_dict():
     plan = make_plan(workspaces=3, requests_per_poll=9, interval_seconds=60, history_days=YEAR)
-    text = "\n".join(plan.describe())
-    assert "stretched from 60s" in text
-    assert "daemon budget 8000/day" in text
+    hot = {t.name: t for t in plan.tiers}["hot"]
+    assert plan.poll_stretched
+    assert plan.configured_interval_seconds == 60
+    assert hot.describe() == (
+        "hot: verified every 2 min (7406 req/day, 3 window(s)), stretched from 1 min: "
+        "the quota cannot pay for it"
+    )
+    assert plan.daemon_budget == 8000
+    assert plan.left_for_others == 2000
     data = plan.as_dict()
     assert data["poll_interval_seconds"] == 105
     assert data["planned_per_day"] == round(plan.planned_per_day, 1)
@@ -185,7 +191,7 @@ def test_each_tier_shows_its_staleness_and_its_daily_cost():
     assert tiers["cold"].windows == 3 * 74
     assert tiers["cold"].per_day >= 3 * 74
     assert plan.as_dict()["tiers"]["warm"]["promised_seconds"] == 3600
-    assert any(line.startswith("tier warm: verified every 60 min") for line in plan.describe())
+    assert tiers["warm"].describe().startswith("warm: verified every 60 min")
 
 
 def test_tiers_the_quota_cannot_pay_for_are_stretched_never_the_hot_poll():
@@ -208,4 +214,4 @@ def test_tiers_the_quota_cannot_pay_for_are_stretched_never_the_hot_poll():
     assert tiers["cold"].promised_seconds > 86400
     assert plan.planned_per_day <= 1_600
     assert any("both are stretched" in w for w in plan.warnings)
-    assert any("stretched from 15 min" in line for line in plan.describe())
+    assert "stretched from 15 min" in tiers["warm"].describe()
