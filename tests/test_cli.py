@@ -32,7 +32,6 @@ from syncd.cli import (
     SyncdGroup,
     cli,
     handle_cli_error,
-    print_status,
     summarize,
     write_rows,
 )
@@ -489,55 +488,6 @@ def test_write_rows_draws_a_table_on_a_terminal():
     empty = Terminal()
     write_rows(["n"], [], None, empty)
     assert "(no rows)" in empty.getvalue()
-
-
-def test_print_status_shows_each_workspace_budget_plan_and_subscription():
-    """`syncd status` on a terminal: one row per workspace, then budget, plan and webhook."""
-    out = io.StringIO()
-    print_status(
-        {
-            "workspaces": [
-                {
-                    "id": "ws-1",
-                    "name": "Acme",
-                    "live_entries": 1200,
-                    "tombstoned_entries": 3,
-                    "last_scan_at": "2026-11-27T10:00:00.000Z",
-                    "freshness_lag_seconds": 42,
-                    "backfill_complete": True,
-                },
-                {"id": "ws-2", "name": "Globex", "backfill_before": "2025-03-01"},
-            ],
-            "budget": {"used_today": 812, "per_day": 9000, "used_this_minute": 4},
-            "plan": {
-                "poll_interval_seconds": 900.0,
-                "reconcile_interval_seconds": 3600.0,
-                "planned_per_day": 940.3,
-                "daemon_budget": 7200,
-                "warnings": ["reserves use the whole daemon budget"],
-            },
-            "webhook_subscription": {"id": "wh_1", "status": "ACTIVE", "checked_at": "t"},
-            "webhook_events": {"inserted": 5, "duplicate": 2},
-            "last_run": {"kind": "poll", "ok": False, "error": "ServerError: 503"},
-        },
-        out,
-    )
-    text = out.getvalue()
-    for expected in (
-        "Acme",
-        "1,200",
-        "42 s",
-        "done",
-        "at 2025-03-01",
-        "812 of 9,000",
-        "poll every 15 min",
-        "reserves use the whole daemon budget",
-        "ACTIVE wh_1",
-        "duplicate 2",
-        "FAILED",
-        "ServerError: 503",
-    ):
-        assert expected in text, expected
 
 
 def test_summary_fields():
