@@ -10,7 +10,7 @@ caller's write transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from peewee import Database, fn
 
@@ -32,7 +32,7 @@ class Stored:
     """What the mirror holds for one entry: comparable content, tombstone, tag ids, and
     where and when it came from."""
 
-    __slots__ = ("content", "deleted_at", "rowid", "source", "synced_at", "tags")
+    __slots__ = ("content", "deleted_at", "rowid", "source", "storable", "synced_at", "tags")
 
     def __init__(
         self,
@@ -48,6 +48,8 @@ class Stored:
         self.source = source
         self.synced_at = synced_at
         self.tags: list[str] = []
+        #: How the backend stores rows (``Statements.storable``), to compare like with like.
+        self.storable: Callable[[list[Row]], list[Row]] | None = None
 
     def pushed_before(self, moment: str | None) -> bool:
         """Whether this version came from a push received before ``moment`` (a scan's
@@ -67,7 +69,11 @@ class Stored:
         return description_of(self.content)
 
     def same_as(self, entry: TimeEntry) -> bool:
-        return self.content == content_of(entry) and tuple(sorted(self.tags)) == tag_ids(entry)
+        """Whether ``entry`` holds what the mirror holds, as the backend would store it."""
+        content = content_of(entry)
+        if self.storable is not None:
+            [content] = self.storable([content])
+        return self.content == content and tuple(sorted(self.tags)) == tag_ids(entry)
 
 
 class EntryWriter:
@@ -97,6 +103,8 @@ class EntryWriter:
             row[0]: Stored(row[:-4], *row[-4:])
             for row in cursor.execute(self.sql.select_stored, (arg,))
         }
+        for held in stored.values():
+            held.storable = self.sql.storable
         if stored:
             by_rowid = {held.rowid: held for held in stored.values()}
             arg = json.dumps(list(by_rowid))

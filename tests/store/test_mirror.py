@@ -191,6 +191,8 @@ def test_unicode_round_trip(store: Store, db_path) -> None:
     assert row["description"] == (text.replace("\u0000", "") if store.is_postgres else text)
     assert row["team_member_name"] == "Zoë Ümlaut"
     assert raw_rows(db_path, "SELECT raw FROM time_entries") == [(e.raw,)]
+    again = store.apply_window(window([e], "2024-03-01", "2024-03-31"))
+    assert (again.unchanged, again.updated) == (1, 0)
     assert raw_rows(db_path, "SELECT name FROM tags") == [("Ärger",)]
 
 
