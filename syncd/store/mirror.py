@@ -20,6 +20,7 @@ callers, on either backend.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -300,7 +301,9 @@ class Store:
         :meth:`apply_pushed_entry` returns, or ``outcome`` when there is no entry.
         """
         with self._write():
-            return pushes.apply_push(self._entries, event, received_at, entry, outcome)
+            return pushes.apply_push(
+                self._entries, self._storable_event(event), received_at, entry, outcome
+            )
 
     @_store_call
     def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool:
@@ -327,7 +330,7 @@ class Store:
     def record_webhook_event(self, event: WebhookEvent, received_at: str) -> bool:
         """Add the event to the ledger; False (and nothing written) if its key was seen."""
         with self._write():
-            return pushes.record_event(event, received_at)
+            return pushes.record_event(self._storable_event(event), received_at)
 
     @_store_call
     def set_webhook_outcome(self, dedupe_key: str, outcome: str) -> None:
@@ -351,6 +354,11 @@ class Store:
     ) -> bool:
         """Ledger a delivery syncd will not use (outcome ``refused``); writes nothing else.
         False (and nothing written) if its key was seen. Raises ``StoreError``."""
+        ((dedupe_key, kind, object_id, workspace_id, delivery_id, reason, body),) = (
+            self._sql.storable(
+                [(dedupe_key, kind, object_id, workspace_id, delivery_id, reason, body)]
+            )
+        )
         with self._write():
             return pushes.record_refused(
                 dedupe_key=dedupe_key,
@@ -363,6 +371,29 @@ class Store:
                 body_bytes=body_bytes,
                 received_at=received_at,
             )
+
+    def _storable_event(self, event: WebhookEvent) -> WebhookEvent:
+        """``event`` with its ledgered text as this database can hold it (a hostile NUL
+        character taken out on PostgreSQL)."""
+        ((dedupe_key, object_id, workspace_id, updated_at, delivery_id),) = self._sql.storable(
+            [
+                (
+                    event.dedupe_key,
+                    event.object_id,
+                    event.workspace_id,
+                    event.updated_at,
+                    event.delivery_id,
+                )
+            ]
+        )
+        return dataclasses.replace(
+            event,
+            dedupe_key=dedupe_key,
+            object_id=object_id,
+            workspace_id=workspace_id,
+            updated_at=updated_at,
+            delivery_id=delivery_id,
+        )
 
     # ------------------------------------------------------------------ settings, status
 

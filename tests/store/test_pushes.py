@@ -80,3 +80,30 @@ async def test_the_async_store_applies_a_push_in_one_call(db_path) -> None:
         assert await store.apply_push(pushed("k1", e), ts("2024-03-04"), e) == "duplicate"
     assert ledger(db_path) == [("k1", "inserted")]
     assert rows(db_path, "SELECT source FROM time_entries") == [(Source.WEBHOOK,)]
+
+
+def test_a_nul_in_a_deliverys_text_is_ledgered_not_a_failure(store: Store, db_path) -> None:
+    """Hostile text with a NUL character (PostgreSQL's text cannot hold one) is ledgered like
+    any other delivery, accepted or refused, on both backends."""
+    event = WebhookEvent(
+        kind=EventKind.TIME_ENTRY_DELETED,
+        object_id="te\x00evil",
+        workspace_id=WS + "\x00",
+        updated_at=None,
+        dedupe_key="nul\x00key",
+        delivery_id="d\x00",
+    )
+    assert store.apply_push(event, ts("2024-06-01"), None, outcome="refused") == "refused"
+    assert store.apply_push(event, ts("2024-06-01"), None, outcome="refused") == "duplicate"
+    assert store.record_refused_webhook(
+        dedupe_key="refused:nul",
+        kind="UNKNOWN",
+        object_id="x\x00",
+        workspace_id=None,
+        delivery_id=None,
+        reason="not json",
+        body='{"id": "\x00"}',
+        body_bytes=13,
+        received_at=ts("2024-06-01"),
+    )
+    assert len(ledger(db_path)) == 2
