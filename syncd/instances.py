@@ -59,7 +59,7 @@ class SharedWork:
     ``syncd.seams.WorkLeases`` for the engine). Use ``async with``: the heartbeat runs every
     third of ``ttl_seconds`` and every lease is given back at the end.
 
-    ``daemon=False`` (a one-shot run) takes every free workspace and never leads;
+    ``daemon=False`` (a one-shot run) takes free workspaces up to its share and never leads;
     ``wants_lead`` (a daemon that subscribes to webhooks) takes the leader lease when it is
     free, and ``on_lead`` is called when this process becomes the leader.
     """

@@ -90,6 +90,16 @@ def test_a_one_shot_run_takes_what_is_free_and_no_daemon_gives_work_to_it(share)
     }
 
 
+def test_one_shot_runs_started_together_split_the_workspaces(share) -> None:
+    first, second = share("o1", daemon=False), share("o2", daemon=False)
+    first.beat()
+    second.beat()  # both registered, as each does when it starts
+    assert first.claim(WORKSPACES) == ["ws-1", "ws-2"]
+    assert second.claim(WORKSPACES) == ["ws-3"]
+    first.release_all()
+    assert second.claim(WORKSPACES) == WORKSPACES  # alone again: the rest is free
+
+
 def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(share) -> None:
     killed, survivor = share("k", ttl=0.3), share("s")
     assert killed.claim(WORKSPACES) == WORKSPACES

@@ -133,7 +133,8 @@ class WorkShare:
         """The workspaces of ``workspace_ids`` (the key's whole list) this process syncs now,
         their leases taken or renewed: those it holds and free ones. A daemon keeps at most its
         share (the workspaces over the live daemons, rounded up) and gives back what it holds
-        beyond it, so daemons that start later get work; a one-shot run takes every free one.
+        beyond it, so daemons that start later get work; a one-shot run takes free ones up to
+        its share of the live daemons and one-shot runs.
         """
         return self._guarded(self._claim, list(workspace_ids))
 
@@ -165,10 +166,11 @@ class WorkShare:
                 self.leases.release(name, lease.holder)
                 del current[name]
         mine = [w for w in workspace_ids if self._ours(current.get(self.workspace_name(w)))]
-        quota = len(workspace_ids)
-        if self.daemon:
-            daemons = sum(1 for name in current if name.startswith(INSTANCE))
-            quota = math.ceil(len(workspace_ids) / max(1, daemons))
+        # A daemon's share counts the daemons; a one-shot run's counts the one-shot runs too
+        # (so runs started together split the work), and no daemon gives work away to one.
+        sharing = (INSTANCE,) if self.daemon else (INSTANCE, ONCE)
+        instances = sum(1 for name in current if name.startswith(sharing))
+        quota = math.ceil(len(workspace_ids) / max(1, instances))
         kept, given_back = mine[:quota], mine[quota:]
         for workspace_id in given_back:  # beyond the share: left for another daemon
             self.leases.release(self.workspace_name(workspace_id), self.holder)

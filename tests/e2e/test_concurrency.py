@@ -14,9 +14,10 @@ def test_two_concurrent_once_runs_never_see_a_429(tmp_path, start_emulator, once
     process alone would plan 2 requests per second (margin 0.1), so together they only stay
     under 3/s by sharing the persisted budget. (Crossing the minute limit would cost a
     minute of waiting, so the backfill stays below the 28 requests a minute the budget plans
-    for backfills at 40/min.)"""
+    for backfills at 40/min.) Two workspaces: runs started together split them (one each, by
+    their leases), so both send requests at once."""
     emulator = start_emulator(
-        "--seed", "4", "--workspaces", "1", "--entries", "800", "--days", "365",
+        "--seed", "4", "--workspaces", "2", "--entries", "800", "--days", "365",
         "--rate-per-second", str(PER_SECOND), "--rate-per-minute", str(PER_MINUTE),
     )  # fmt: skip
     config = write_config(
