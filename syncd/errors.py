@@ -118,10 +118,14 @@ class StorageError(StoreError):
     cause = "the database failed"
     advice = ""
 
-    def __init__(self, where: str, detail: str) -> None:
+    #: What to do when the database is a PostgreSQL server rather than a file.
+    server_advice = ""
+
+    def __init__(self, where: str, detail: str, *, server: bool = False) -> None:
         self.where = where
         self.detail = detail
-        advice = f"; {self.advice}" if self.advice else ""
+        text = self.server_advice if server else self.advice
+        advice = f"; {text}" if text else ""
         super().__init__(f"{where}: {self.cause} ({detail}){advice}")
 
 
@@ -134,6 +138,10 @@ class CorruptDatabase(StorageError):
         "syncing stopped; stop the daemon and the timer, then run `syncd -c CONFIG rebuild` "
         "to move the file aside and backfill a new mirror (see Recovery in docs/operations.md)"
     )
+    server_advice = (
+        "syncing stopped; the PostgreSQL server reported damaged data: check its log, restore "
+        "the database from a backup or empty it and let syncd backfill"
+    )
 
 
 class DiskFull(StorageError):
@@ -145,6 +153,10 @@ class DiskFull(StorageError):
         "nothing of the failed transaction was kept; free space on the file system that "
         "holds the mirror and its -wal file, then run again"
     )
+    server_advice = (
+        "nothing of the failed transaction was kept; free space on the PostgreSQL server, "
+        "then run again"
+    )
 
 
 class ReadOnlyDatabase(StorageError):
@@ -154,6 +166,10 @@ class ReadOnlyDatabase(StorageError):
     advice = (
         "syncd needs write access to the file and to its directory (for the -wal and -shm "
         "files), on a file system mounted read-write"
+    )
+    server_advice = (
+        "the PostgreSQL session is read-only: point database.url at the primary (not a "
+        "standby) and check default_transaction_read_only for syncd's role"
     )
 
 

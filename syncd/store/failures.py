@@ -97,7 +97,7 @@ def _postgres_error(exc: psycopg.Error, where: str) -> StoreError:
     code = exc.sqlstate
     kind = _PG_KINDS.get(code or "")
     if kind is not None:
-        return kind(where, detail)
+        return kind(where, detail, server=True)
     cause = _PG_CAUSES.get(code or "")
     lost = code is None and isinstance(exc, psycopg.OperationalError)  # no answer at all
     if cause is None and ((code or "").startswith("08") or lost):  # connection_exception
