@@ -24,7 +24,7 @@ from syncd.errors import NoDatabase
 from syncd.records import WorkspaceState, format_timestamp
 from syncd.secrets import redact_path
 from syncd.service import budget_for, utc_now
-from syncd.store import Store, status_reads
+from syncd.store import Store
 from syncd.store.leases import INSTANCE, LEADER, ONCE, WORKSPACE, Lease, held_now
 from syncd.store.status_reads import MirrorCounts, RunRecord, WorkspaceCounts
 from syncd.sync import FRESHNESS_SETTING
@@ -472,7 +472,7 @@ def describe_status(config: Config, store: Store) -> MirrorStatus:
     key = config.api.key
     pinned = config.api.window_field
     return mirror_status(
-        status_reads.read_counts(store),
+        store.status(),
         now=utc_now(),
         verified=verified_times(store.get_setting(FRESHNESS_SETTING)),
         budget=None if key is None else _budget_snapshot(config, store, key.get_secret_value()),

@@ -63,7 +63,7 @@ from syncd.status import (
     parse_timestamp,
     verified_times,
 )
-from syncd.store import AsyncStore, status_reads
+from syncd.store import AsyncStore
 from syncd.store.housekeeping import (
     PRUNE_CHUNK,
     SCAN_SPAN,
@@ -409,7 +409,7 @@ class Daemon:
         """Recompute the daily request plan and stretch the job intervals to fit it."""
         config = self.config
         store = self.rt.store
-        counts = await store.call(status_reads.read_counts, store.store)
+        counts = await store.status()
         workspaces = list(counts.workspaces)
         if self.config.sync.workspaces:
             workspaces = [w for w in workspaces if w.id in self.config.sync.workspaces]

@@ -35,6 +35,7 @@ from syncd.records import (
 )
 from syncd.seams import MassDeletePolicy
 from syncd.store.mirror import Store
+from syncd.store.status_reads import MirrorCounts
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -218,7 +219,7 @@ class AsyncStore:
     async def set_setting(self, key: str, value: str | None) -> None:
         await self.call(self._store.set_setting, key, value)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> MirrorCounts:
         return await self.call(self._store.status)
 
     async def mirror_snapshot(self, workspace_id: str) -> list[dict[str, Any]]:

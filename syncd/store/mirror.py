@@ -408,9 +408,9 @@ class Store:
             settings.put(key, value)
 
     @_store_call
-    def status(self) -> dict[str, Any]:
+    def status(self) -> status_reads.MirrorCounts:
         """What the mirror holds and how far syncd got (see :mod:`syncd.store.status_reads`)."""
-        return status_reads.read(self)
+        return status_reads.read_counts(self.db, self.workspace_state)
 
     @_store_call
     def applied_migrations(self) -> list[str]:

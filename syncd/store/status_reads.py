@@ -3,19 +3,16 @@ last run, webhook outcomes and the entries held in quarantine, as typed records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from peewee import fn
+from peewee import Database, fn
 
 from syncd.records import WorkspaceState
 from syncd.store import models as m
 from syncd.store import quarantine
 from syncd.store.backend import execute
-from syncd.store.failures import DATABASE_ERRORS
-
-if TYPE_CHECKING:
-    from syncd.store.mirror import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +74,7 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class MirrorCounts:
-    """What the mirror holds and how far syncd got, as :func:`read` finds it."""
+    """What the mirror holds and how far syncd got, as :func:`read_counts` finds it."""
 
     workspaces: tuple[WorkspaceCounts, ...] = ()
     last_run: RunRecord | None = None
@@ -97,30 +94,14 @@ class MirrorCounts:
         }
 
 
-def read(store: Store) -> dict[str, Any]:
-    """:func:`read_counts` in its JSON-ready form (``MirrorCounts.as_dict``), what
-    ``Store.status`` returns. Raises ``StoreError``."""
-    return read_counts(store).as_dict()
-
-
-def read_counts(store: Store) -> MirrorCounts:
-    """Per-workspace counts and progress, the last run, webhook outcomes, and the upstream
-    entries held in quarantine, on the calling thread.
-
-    Raises ``StoreError`` (``CorruptDatabase`` for a damaged mirror).
-    """
-    try:
-        with store.db.bind_ctx(m.ALL_MODELS, bind_refs=False, bind_backrefs=False):
-            return _read(store)
-    except DATABASE_ERRORS as exc:
-        raise store.failure(exc) from exc
-
-
-def _read(store: Store) -> MirrorCounts:
-    quarantined = quarantine.counts(store.db)
+def read_counts(db: Database, workspace_state: Callable[[str], WorkspaceState]) -> MirrorCounts:
+    """Per-workspace counts and progress (``workspace_state`` reads one workspace's), the
+    last run, webhook outcomes, and the upstream entries held in quarantine, from ``db``
+    with the models bound to it. Raises what the database raises."""
+    quarantined = quarantine.counts(db)
     counts: dict[str, list[int]] = {}
     rows = execute(
-        store.db,
+        db,
         "SELECT workspace_id, deleted_at IS NULL, COUNT(*) FROM time_entries "
         "GROUP BY workspace_id, deleted_at IS NULL",
     )
@@ -128,7 +109,7 @@ def _read(store: Store) -> MirrorCounts:
         counts.setdefault(ws, [0, 0])[0 if live else 1] += n
     last_scan = dict(
         execute(
-            store.db, "SELECT workspace_id, MAX(scanned_at) FROM window_scans GROUP BY workspace_id"
+            db, "SELECT workspace_id, MAX(scanned_at) FROM window_scans GROUP BY workspace_id"
         ).fetchall()
     )
     workspaces = []
@@ -142,7 +123,7 @@ def _read(store: Store) -> MirrorCounts:
                 tombstoned_entries=gone,
                 quarantined_entries=quarantined.get(ws.id, 0),
                 last_scan_at=last_scan.get(ws.id),
-                progress=store.workspace_state(ws.id),
+                progress=workspace_state(ws.id),
             )
         )
     last = m.SyncRun.select().order_by(m.SyncRun.id.desc()).dicts().first()

@@ -31,7 +31,7 @@ async def test_async_store_round_trip(mirror_location: str) -> None:
         run_id = await seam.start_run("once", ts("2024-06-01"))
         assert run_id >= 1
         assert len(await store.mirror_snapshot(WS)) == 2
-        assert (await store.call(store.store.status))["workspaces"][0]["name"] == "Main"
+        assert (await store.status()).workspaces[0].name == "Main"
     finally:
         await store.close()
     await store.close()  # idempotent

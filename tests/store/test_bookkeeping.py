@@ -30,7 +30,7 @@ def test_webhook_ledger_dedupes(mirror: Store) -> None:
     assert mirror.record_webhook_event(event("k1"), ts("2024-03-05")) is False
     assert mirror.record_webhook_event(event("k2"), ts("2024-03-05")) is True
     mirror.set_webhook_outcome("k2", "stale")
-    assert mirror.status()["webhook_events"] == {"received": 1, "stale": 1}
+    assert mirror.status().webhook_events == {"received": 1, "stale": 1}
 
 
 def test_runs(mirror: Store) -> None:
@@ -47,11 +47,12 @@ def test_runs(mirror: Store) -> None:
         ok=True,
     )
     mirror.finish_run(run_id, report)
-    last = mirror.status()["last_run"]
-    assert last["ok"] is True
-    assert last["inserted"] == 3
-    assert last["requests"] == 7
-    assert last["finished_at"] == ts("2024-03-04", 10)
+    last = mirror.status().last_run
+    assert last is not None
+    assert last.ok is True
+    assert last.inserted == 3
+    assert last.requests == 7
+    assert last.finished_at == ts("2024-03-04", 10)
 
 
 def test_migration_ledger(db_path) -> None:

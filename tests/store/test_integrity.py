@@ -197,7 +197,7 @@ def test_rebuild_replaces_a_damaged_mirror_with_an_empty_one(damaged) -> None:
     assert moved[0].name == "mirror.sqlite.damaged-20240601T120000Z"
     assert quick_check(moved[0])  # the damaged file, kept for salvage
     with Store(damaged) as store:
-        assert store.status()["workspaces"] == []
+        assert store.status().workspaces == ()
     with pytest.raises(UsageError, match="passed the integrity check"):
         rebuild(damaged, now=NOW)  # healthy now: left alone
     again = rebuild(damaged, now=NOW + timedelta(seconds=1), force=True)

@@ -221,7 +221,7 @@ def test_tags_and_references(store: Store, db_path) -> None:
 def test_push_for_a_workspace_not_mirrored_writes_nothing(store: Store) -> None:
     assert store.apply_pushed_entry(entry("e"), Source.WEBHOOK, ts("2024-03-04")) == "ignored"
     assert live_ids(store) == set()
-    assert store.status()["workspaces"] == []
+    assert store.status().workspaces == ()
 
 
 def test_push_rules(store: Store) -> None:
@@ -268,10 +268,11 @@ def test_workspaces_state_settings_and_status(store: Store) -> None:
     assert store.get_setting("webhook_token") is None
     run_id = store.start_run("once", ts("2024-06-03"))
     status = store.status()
-    ws1 = next(w for w in status["workspaces"] if w["id"] == "ws-1")
-    assert ws1["name"] == "Main renamed"
-    assert (ws1["live_entries"], ws1["tombstoned_entries"]) == (1, 1)
-    assert ws1["last_scan_at"] == ts("2024-06-03")
-    assert ws1["backfill_complete"] is True
-    assert status["last_run"]["id"] == run_id
-    assert status["last_run"]["finished_at"] is None
+    ws1 = next(w for w in status.workspaces if w.id == "ws-1")
+    assert ws1.name == "Main renamed"
+    assert (ws1.live_entries, ws1.tombstoned_entries) == (1, 1)
+    assert ws1.last_scan_at == ts("2024-06-03")
+    assert ws1.progress.backfill_complete is True
+    assert status.last_run is not None
+    assert status.last_run.id == run_id
+    assert status.last_run.finished_at is None

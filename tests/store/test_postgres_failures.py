@@ -74,7 +74,8 @@ def test_server_errors_are_named_and_the_window_is_not_written(
             message = str(info.value)
             assert "s3cret-pw" not in message
             # The advice is for a server, not for a file beside the mirror.
-            assert "-wal" not in message and "syncd -c CONFIG rebuild" not in message
+            assert "-wal" not in message
+            assert "syncd -c CONFIG rebuild" not in message
             assert "postgres:***@" in message
             assert rows(url, "SELECT count(*) FROM time_entries") == [(0,)]
             # The store stays usable.

@@ -152,14 +152,14 @@ def test_a_quarantined_entry_that_comes_back_clean_leaves_quarantine(store: Stor
     store.apply_window(scan(answer(upstream("e", duration=-5, description="x" * 70_000))))
     held = entry_row(store, "e")
     assert (held["duration_seconds"], held["description"]) == (None, "")
-    assert store.status()["quarantined_entries"] == 1
+    assert store.status().quarantined_entries == 1
 
     fixed = upstream("e", updatedAt="2024-03-06T10:00:00.000Z")
     outcome = store.apply_window(scan(answer(fixed), day=3))
     assert (outcome.updated, len(outcome.quarantined)) == (1, 0)
     assert entry_row(store, "e")["duration_seconds"] == 3600
     assert rejected(store) == []
-    assert store.status()["quarantined_entries"] == 0
+    assert store.status().quarantined_entries == 0
 
 
 def test_a_moved_entry_found_clean_elsewhere_leaves_quarantine(store: Store) -> None:
@@ -172,10 +172,10 @@ def test_a_moved_entry_found_clean_elsewhere_leaves_quarantine(store: Store) -> 
 def test_status_counts_quarantined_entries_per_workspace(store: Store) -> None:
     store.apply_window(scan(answer(upstream("a", duration=-1), upstream("b", duration=-2), BIG)))
     status = store.status()
-    assert status["quarantined_entries"] == 3
-    (workspace,) = status["workspaces"]
-    assert workspace["quarantined_entries"] == 3
-    assert workspace["live_entries"] == 3
+    assert status.quarantined_entries == 3
+    (workspace,) = status.workspaces
+    assert workspace.quarantined_entries == 3
+    assert workspace.live_entries == 3
 
 
 def test_a_clean_window_costs_no_quarantine_writes(store: Store) -> None:
