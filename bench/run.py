@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["bench_store.py", "bench_emulator.py", "bench_sync.py", "bench_daemon.py"]
+ORDER = [
+    "bench_store.py",
+    "bench_emulator.py",
+    "bench_sync.py",
+    "bench_postgres.py",
+    "bench_daemon.py",
+]
 
 
 def main() -> int:
