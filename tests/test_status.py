@@ -329,7 +329,7 @@ def test_status_text_reads_the_typed_status() -> None:
     ):
         assert expected in text, expected
     document = io.StringIO()
-    print_status(status.as_json(), document)  # a `status --json` document reads the same
+    print_status(MirrorStatus.from_json(status.as_json()), document)  # read back from --json
     assert document.getvalue() == text
 
 

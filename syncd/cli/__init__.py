@@ -53,8 +53,6 @@ from syncd.errors import (
 from syncd.log import SecretRedactor, configure_logging
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from syncd.config import Config
     from syncd.records import RunReport
     from syncd.status import MirrorStatus
@@ -1071,14 +1069,10 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Tex
         out.write("(no rows)\n")
 
 
-def print_status(status: MirrorStatus | Mapping[str, Any], out: TextIO | None = None) -> None:
-    """Render ``syncd.status.status`` for people (see ``syncd.cli.render``); a ``status
-    --json`` document is read with ``MirrorStatus.from_json`` first."""
+def print_status(status: MirrorStatus, out: TextIO | None = None) -> None:
+    """Render ``syncd.status.status`` for people (see ``syncd.cli.render``)."""
     from syncd.cli.render import print_status as render_status
-    from syncd.status import MirrorStatus
 
-    if not isinstance(status, MirrorStatus):
-        status = MirrorStatus.from_json(status)
     render_status(status, out if out is not None else sys.stdout)
 
 
