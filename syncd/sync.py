@@ -718,7 +718,7 @@ class SyncEngine:
         by_workspace: dict[str, list[date]] = {}
         for workspace_id, day in windows:
             by_workspace.setdefault(workspace_id, []).append(_day(day))
-        everything = self._workspace_ids or sorted(by_workspace)
+        everything = sorted({*(self._workspace_ids or ()), *by_workspace})
         mine = await self._claim(everything, report, of=by_workspace)
 
         async def rescan(workspace_id: str) -> None:
