@@ -48,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from syncd import database_url
 from syncd.api import DEFAULT_API_URL, DEFAULT_APP_URL, MAX_DELIVERY_BYTES
 from syncd.errors import ConfigError
 
@@ -169,7 +170,7 @@ class DatabaseConfig(_Section):
         text = value.get_secret_value().strip()
         if not text:
             raise ValueError("must not be empty")
-        problem = postgres_url_problem(text)
+        problem = database_url.problem(text)
         if problem:
             raise ValueError(problem)
         return SecretStr(text)
@@ -190,7 +191,7 @@ class DatabaseConfig(_Section):
         """:attr:`location` as messages and logs show it (a URL's password as ``***``)."""
         if self.url is None:
             return str(self.path)
-        return redact_url(self.url.get_secret_value())
+        return database_url.redact(self.url.get_secret_value())
 
     @property
     def url_source(self) -> str | None:
@@ -215,45 +216,6 @@ class DatabaseConfig(_Section):
                 )
             ]
         return []
-
-
-def postgres_url_problem(url: str) -> str | None:
-    """What is wrong with the PostgreSQL ``url`` (password shown as ``***``), or None: another
-    scheme than ``postgresql://``/``postgres://``, no database name, a port that is not a
-    number, or an option libpq does not know. The store checks the same when it connects
-    (``syncd.store.backend.postgres_conninfo``); the config cannot import the store."""
-    shown = redact_url(url)
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
-    except ValueError as exc:
-        return f"{shown!r} is not a valid URL ({exc})"
-    scheme = parts.scheme.lower()
-    if scheme not in ("postgresql", "postgres"):
-        named = f"scheme {scheme!r}" if scheme else "no scheme"
-        return f"{shown!r} has {named}; expected postgresql:// or postgres://"
-    if not parts.path.strip("/"):
-        return f"{shown!r} names no database (postgresql://host/DBNAME)"
-    import psycopg  # only when a URL is configured
-    from psycopg import conninfo
-
-    try:
-        conninfo.conninfo_to_dict("postgresql" + url[len(parts.scheme) :])
-    except psycopg.ProgrammingError as exc:
-        return f"{shown!r} is not a valid PostgreSQL URL ({str(exc).strip()})"
-    return None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 class LimitsConfig(_Section):

@@ -570,8 +570,8 @@ def test_the_url_and_its_password_are_secrets():
         "postgresql://u:pw@db/syncd",
     ],
 )
-def test_the_config_checks_a_url_as_the_store_does(url):
-    from syncd.config import postgres_url_problem
+def test_the_config_and_the_store_name_the_same_problem_of_a_url(url):
+    from syncd.database_url import problem
     from syncd.store.backend import postgres_conninfo
 
     try:
@@ -579,4 +579,4 @@ def test_the_config_checks_a_url_as_the_store_does(url):
         expected = None
     except ConfigError as exc:
         expected = exc.problems[0].removeprefix("database.url: ")
-    assert postgres_url_problem(url) == expected
+    assert problem(url) == expected

@@ -929,11 +929,11 @@ def migrate_to(state: CliState, url: str) -> None:
     database already holding a mirror's rows, or a file that is not a syncd mirror, is
     refused (exit 2). Prints one line on success.
     """
-    from syncd.config import postgres_url_problem
+    from syncd import database_url
     from syncd.log import register_secret
 
     url = url.strip()
-    problem = postgres_url_problem(url)
+    problem = database_url.problem(url)
     if problem:
         raise click.BadParameter(problem, param_hint="URL")
     config = state.load_config(require_key=False)

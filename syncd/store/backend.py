@@ -17,65 +17,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import psycopg
 from peewee import Database, DatabaseError, PostgresqlDatabase, SqliteDatabase
 from psycopg import conninfo
 
+from syncd import database_url
+from syncd.database_url import redact
 from syncd.errors import ConfigError, StoreError
 
 SQLITE: Final = "sqlite"
 POSTGRESQL: Final = "postgresql"
-SCHEMES: Final = ("postgresql", "postgres")
 KEY: Final = "database.url"
 APPLICATION_NAME: Final = "syncd"
-
-
-def is_postgres_url(url: str) -> bool:
-    """True when ``url`` names a PostgreSQL server (``postgresql://`` or ``postgres://``)."""
-    return urlsplit(url.strip()).scheme.lower() in SCHEMES
 
 
 def postgres_conninfo(url: str) -> str:
     """``url`` checked and spelled ``postgresql://…`` (the form peewee passes to psycopg).
 
-    Raises ``ConfigError`` (key ``database.url``) naming the problem: another scheme, no
-    database name, a port that is not a number, or an option libpq does not know.
+    Raises ``ConfigError`` (key ``database.url``) naming the problem (see
+    :func:`syncd.database_url.problem`).
     """
-    text = url.strip()
-    shown = redact(text)
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
-    except ValueError as exc:
-        raise ConfigError([f"{KEY}: {shown!r} is not a valid URL ({exc})"]) from None
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        named = f"scheme {scheme!r}" if scheme else "no scheme"
-        raise ConfigError([f"{KEY}: {shown!r} has {named}; expected postgresql:// or postgres://"])
-    if not parts.path.strip("/"):
-        raise ConfigError([f"{KEY}: {shown!r} names no database (postgresql://host/DBNAME)"])
-    normalised = "postgresql" + text[len(parts.scheme) :]
-    try:
-        conninfo.conninfo_to_dict(normalised)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(
-            [f"{KEY}: {shown!r} is not a valid PostgreSQL URL ({str(exc).strip()})"]
-        ) from None
-    return normalised
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    wrong = database_url.problem(url)
+    if wrong is not None:
+        raise ConfigError([f"{KEY}: {wrong}"])
+    return database_url.normalised(url)
 
 
 def open_postgres(url: str, *, connect_timeout: float = 10.0) -> PostgresqlDatabase:

@@ -12,7 +12,7 @@ PostgreSQL (psycopg errors, by SQLSTATE): disk full (``53100``) is ``DiskFull``,
 transaction or server (``25006``) ``ReadOnlyDatabase``, damaged data (``XX001``, ``XX002``)
 ``CorruptDatabase``; a refused or lost connection, a statement timeout, a serialization
 failure or deadlock become a ``StoreError`` saying so. ``where`` names the database by its URL
-with the password hidden (``backend.redact``).
+with the password hidden (``syncd.database_url.redact``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from syncd.database_url import is_postgres_url, redact
 from syncd.errors import (
     CorruptDatabase,
     NoDatabase,
@@ -38,7 +39,6 @@ from syncd.errors import (
 )
 from syncd.records import format_timestamp
 from syncd.store import pg_schema
-from syncd.store.backend import is_postgres_url, redact
 from syncd.store.failures import storage_error
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ import peewee
 import stamina
 from peewee import SqliteDatabase
 
+from syncd.database_url import is_postgres_url, redact
 from syncd.errors import SchemaTooNew
 from syncd.records import (
     RunReport,
@@ -56,9 +57,7 @@ from syncd.store import (
 from syncd.store import models as m
 from syncd.store.backend import (
     drop_if_broken,
-    is_postgres_url,
     open_postgres,
-    redact,
     write_transaction,
 )
 from syncd.store.checkpoint import Checkpointer

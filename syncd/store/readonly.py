@@ -35,9 +35,10 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.numeric import FloatLoader
 from psycopg.types.string import TextLoader
 
+from syncd.database_url import is_postgres_url, redact
 from syncd.errors import NoDatabase, QueryTimeout, StorageError, StoreError, UsageError
 from syncd.store import reports
-from syncd.store.backend import is_postgres_url, postgres_conninfo, redact
+from syncd.store.backend import postgres_conninfo
 from syncd.store.failures import storage_error
 
 T = TypeVar("T")

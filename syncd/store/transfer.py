@@ -26,9 +26,10 @@ import peewee
 import psycopg
 from peewee import Database, SqliteDatabase
 
+from syncd.database_url import redact
 from syncd.errors import NoDatabase, StoreError, UsageError
 from syncd.store import migrations, pg_schema
-from syncd.store.backend import open_postgres, redact
+from syncd.store.backend import open_postgres
 
 #: The mirror's tables in the order they are copied (a table after those it refers to).
 TABLES: tuple[str, ...] = (

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from peewee import PostgresqlDatabase, SqliteDatabase
 
+from syncd import database_url
 from syncd.errors import ConfigError, StoreError
 from syncd.store import backend
 
@@ -32,13 +33,13 @@ def test_a_bad_url_is_refused_naming_the_problem(url: str, problem: str) -> None
 def test_both_schemes_are_accepted_and_spelled_postgresql() -> None:
     assert backend.postgres_conninfo("postgres://u@h:5433/db") == "postgresql://u@h:5433/db"
     assert backend.postgres_conninfo(" postgresql://h/db ") == "postgresql://h/db"
-    assert backend.is_postgres_url("POSTGRES://h/db")
-    assert not backend.is_postgres_url("mirror.sqlite")
+    assert database_url.is_postgres_url("POSTGRES://h/db")
+    assert not database_url.is_postgres_url("mirror.sqlite")
 
 
 def test_redact_hides_only_the_password() -> None:
-    assert backend.redact("postgresql://u:s3cret@h/db") == "postgresql://u:***@h/db"
-    assert backend.redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert database_url.redact("postgresql://u:s3cret@h/db") == "postgresql://u:***@h/db"
+    assert database_url.redact("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
 def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:

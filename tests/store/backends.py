@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from syncd.store.backend import is_postgres_url
+from syncd.database_url import is_postgres_url
 from syncd.store.mirror import Store
 from tests.support.postgres import admin_url, server_of, url_of_database
 
