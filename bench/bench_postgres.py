@@ -21,8 +21,9 @@ queries on a large PostgreSQL mirror.
    with ``jit = off`` for the database (after ``ANALYZE`` the cost estimate of the
    ``report hours`` queries passes ``jit_above_cost``, and compiling them takes longer
    than running them). The month of ``live_time_entries`` is also timed through ``psql``
-   (its time without Python rows) and as the server's own execution time (``EXPLAIN
-   ANALYZE``, no rows sent). The target is < 100 ms per month.
+   (its time without Python rows), by plain psycopg (Python rows, without
+   ``ReadOnlyMirror``'s conversion of each value) and as the server's own execution time
+   (``EXPLAIN ANALYZE``, no rows sent). The target is < 100 ms per month.
 
 Every part uses a database ``syncd_bench_<random>`` of its own on the server at
 ``SYNCD_TEST_POSTGRES_URL`` (default postgresql://postgres@127.0.0.1:5432/test), dropped at
@@ -383,6 +384,13 @@ def psql_month_ms(url: str) -> str:
     return f"{timed_ms(lambda: run(month_sql() + ';')) - start_only:.1f}"
 
 
+def psycopg_month_ms(url: str) -> float:
+    """The month of ``live_time_entries`` fetched by plain psycopg (its C loaders, no
+    per-value conversion as ``ReadOnlyMirror`` makes for ``syncd sql``)."""
+    with psycopg.connect(url) as conn:
+        return timed_ms(lambda: conn.execute(month_sql()).fetchall())
+
+
 def server_month_ms(url: str) -> str:
     """The month of ``live_time_entries`` as the server times it (EXPLAIN ANALYZE's
     execution time, no rows sent), and the plan's top node."""
@@ -445,6 +453,9 @@ def scale(n: int, work: Path, admin: str, keep: bool) -> None:
             for name, ms in time_queries(url, "%s").items():
                 target = f", target < {TARGET_MONTH_MS:.0f}" if name in MONTH_QUERIES else ""
                 print(f"postgres_{stage}_{name}: {ms:.1f} (sqlite {sqlite_ms[name]:.1f}{target})")
+            print(
+                f"postgres_{stage}_live_time_entries_month_psycopg_ms: {psycopg_month_ms(url):.1f}"
+            )
             print(f"postgres_{stage}_live_time_entries_month_psql_ms: {psql_month_ms(url)}")
             print(f"postgres_{stage}_live_time_entries_month_server_ms: {server_month_ms(url)}")
 
