@@ -515,6 +515,10 @@ def test_summary_fields():
     }
     report.ok, report.error = False, "upstream answered HTTP 502"
     assert summarize(report, duration_seconds=0)["error"] == "upstream answered HTTP 502"
+    # A run that left workspaces to another syncd process says so; one that did not is silent.
+    assert "leased_elsewhere" not in summarize(report, duration_seconds=0)
+    report.leased_elsewhere = 2
+    assert summarize(report, duration_seconds=0)["leased_elsewhere"] == 2
 
 
 # --------------------------------------------------------------------------- real processes

@@ -472,6 +472,8 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
         summary["quarantined"] = len(report.outcome.quarantined)
     if report.outside_window:  # returned outside the asked range (e.g. by creation time)
         summary["outside_window"] = report.outside_window
+    if report.leased_elsewhere:  # workspaces another syncd process was syncing
+        summary["leased_elsewhere"] = report.leased_elsewhere
     if report.error:
         summary["error"] = report.error
     return summary
