@@ -388,13 +388,14 @@ class Daemon:
 
     def _health(self) -> tuple[bool, dict]:
         assert self.scheduler is not None
-        ok, details = mark_current_error(self.scheduler.health())
+        health = self.scheduler.health()
+        details = health.as_json()
         if self.plan is not None:
             details["plan"] = {
                 "poll_interval_seconds": self.plan.poll_interval_seconds,
                 "planned_per_day": round(self.plan.planned_per_day),
             }
-        return ok, details
+        return health.ok, details
 
     # -- plan, budget, heartbeat ---------------------------------------------------------
 
@@ -487,18 +488,6 @@ def _typical_window_days(
     per_day = live / max(1, len(workspaces)) / max(1, history_days)
     days = s.window_max_days if per_day == 0 else int(s.window_target_entries / per_day)
     return max(s.window_min_days, min(s.window_max_days, days))
-
-
-def mark_current_error(health: tuple[bool, dict]) -> tuple[bool, dict]:
-    """``/healthz``'s ``(ok, details)`` with ``last_error_current``: whether the last error
-    is still the latest news, i.e. no sync cycle succeeded after it. The error and its time
-    stay in ``last_error``/``last_error_at`` either way."""
-    ok, details = health
-    error_at, success_at = details.get("last_error_at"), details.get("last_success_at")
-    details["last_error_current"] = bool(error_at) and (
-        success_at is None or parse_timestamp(success_at) <= parse_timestamp(error_at)
-    )
-    return ok, details
 
 
 def is_loopback(host: str) -> bool:

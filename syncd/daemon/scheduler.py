@@ -73,6 +73,54 @@ class Intervals:
     housekeeping_seconds: float = 3_600.0
 
 
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The scheduler's health for ``/healthz`` (times are epoch seconds of its clock)."""
+
+    reason: str | None  # None: healthy
+    now: float
+    started_at: float | None
+    last_success: float | None  # the latest successful sync job
+    last_error: str | None
+    last_error_at: float | None
+    failures_in_row: int
+    stale_after: float
+    pending_refresh_windows: int
+    stopping: bool
+    jobs: dict[str, dict]
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def last_error_current(self) -> bool:
+        """Whether the last error is still the latest news: no sync succeeded after it (the
+        error and its time are reported either way)."""
+        if self.last_error_at is None:
+            return False
+        return self.last_success is None or self.last_success <= self.last_error_at
+
+    def as_json(self) -> dict:
+        """The ``/healthz`` body (without the daemon's plan)."""
+        last_ok = self.last_success
+        return {
+            "started_at": _iso(self.started_at),
+            "last_success_at": _iso(last_ok),
+            "last_success_age_s": None if last_ok is None else round(self.now - last_ok, 1),
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "last_error_current": self.last_error_current,
+            "failures_in_row": self.failures_in_row,
+            "stale_after_s": self.stale_after,
+            "pending_refresh_windows": self.pending_refresh_windows,
+            "stopping": self.stopping,
+            "jobs": self.jobs,
+            "status": "ok" if self.ok else "unhealthy",
+            "reason": self.reason,
+        }
+
+
 @dataclass(slots=True)
 class JobStatus:
     """What ``/healthz`` and ``syncd status`` report about one job (epoch seconds)."""
@@ -418,10 +466,10 @@ class DaemonScheduler:
 
     # ---------------------------------------------------------------- health
 
-    def health(self) -> tuple[bool, dict]:
-        """``(ok, details)`` for ``/healthz``: ok while the last sync succeeded (or a long
-        job made progress) within ``stale_after`` seconds and fewer than
-        ``max_consecutive_failures`` sync runs failed in a row. Never raises."""
+    def health(self) -> Health:
+        """What ``/healthz`` says: ok while the last sync succeeded (or a long job made
+        progress) within ``stale_after`` seconds and fewer than ``max_consecutive_failures``
+        sync runs failed in a row. Never raises."""
         now = self._clock()
         stale_after = self._stale_after or max(300.0, 3 * self._intervals.poll_seconds)
         successes = [self._status[n].last_success for n in SYNC_JOBS]
@@ -429,18 +477,6 @@ class DaemonScheduler:
         fresh = max((t for t in (last_ok, self._last_progress) if t is not None), default=None)
         errors = [s for s in self._status.values() if s.last_failure is not None]
         last_error = max(errors, key=lambda s: s.last_failure or 0.0) if errors else None
-        details: dict = {
-            "started_at": _iso(self._started_at),
-            "last_success_at": _iso(last_ok),
-            "last_success_age_s": None if last_ok is None else round(now - last_ok, 1),
-            "last_error": last_error.last_error if last_error else None,
-            "last_error_at": _iso(last_error.last_failure) if last_error else None,
-            "failures_in_row": self._sync_failures_in_row,
-            "stale_after_s": stale_after,
-            "pending_refresh_windows": len(self._refresh.pending),
-            "stopping": self.stopping,
-            "jobs": {name: st.as_dict() for name, st in self._status.items()},
-        }
         reason: str | None = None
         if self.stopping:
             reason = "stopping"
@@ -455,9 +491,19 @@ class DaemonScheduler:
             reason = f"no successful sync for {now - fresh:.0f}s (limit {stale_after:.0f}s)"
         if reason and last_error and reason != "stopping":
             reason += f"; last error: {last_error.last_error}"
-        details["status"] = "ok" if reason is None else "unhealthy"
-        details["reason"] = reason
-        return reason is None, details
+        return Health(
+            reason=reason,
+            now=now,
+            started_at=self._started_at,
+            last_success=last_ok,
+            last_error=last_error.last_error if last_error else None,
+            last_error_at=last_error.last_failure if last_error else None,
+            failures_in_row=self._sync_failures_in_row,
+            stale_after=stale_after,
+            pending_refresh_windows=len(self._refresh.pending),
+            stopping=self.stopping,
+            jobs={name: st.as_dict() for name, st in self._status.items()},
+        )
 
     def status(self) -> dict:
         """Job states and intervals, JSON-ready."""

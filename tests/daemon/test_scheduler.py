@@ -173,9 +173,9 @@ async def test_a_failing_job_does_not_stop_later_runs(started, logs):
     assert status["failures"] == 2
     assert status["consecutive_failures"] == 0
     assert status["last_error"] == "RuntimeError: upstream said 503"
-    ok, details = sched.health()
-    assert ok, details
-    assert details["last_error"] == "RuntimeError: upstream said 503"
+    health = sched.health()
+    assert health.ok, health
+    assert health.last_error == "RuntimeError: upstream said 503"
     failed = [e for e in logs if e["event"] == "job_failed"]
     assert len(failed) == 2
     assert failed[0]["job"] == "poll"
@@ -193,15 +193,16 @@ async def test_health_turns_503_after_failures_in_a_row(started):
 
     sched = make(jobs, poll=0.03, max_consecutive_failures=3)
     sched._fns["poll"] = broken
-    ok, details = sched.health()
-    assert not ok
-    assert details["reason"] == "scheduler not started"
+    health = sched.health()
+    assert not health.ok
+    assert health.reason == "scheduler not started"
     await started(sched)
     await until(lambda: sched.status()["jobs"]["poll"]["failures"] >= 3)
-    ok, details = sched.health()
-    assert not ok
-    assert "failed in a row" in details["reason"]
-    assert "ConnectionError: refused" in details["reason"]
+    health = sched.health()
+    assert not health.ok
+    assert "failed in a row" in health.reason
+    assert "ConnectionError: refused" in health.reason
+    assert health.as_json()["status"] == "unhealthy"
 
 
 async def test_health_turns_503_when_no_sync_succeeded_recently(started):
@@ -210,13 +211,13 @@ async def test_health_turns_503_when_no_sync_succeeded_recently(started):
     sched = await started(make(jobs, stale_after=60, clock=lambda: now["t"]))
     await until(lambda: jobs.calls["poll"] == 1)
     await until(lambda: sched.status()["jobs"]["poll"]["last_success"] is not None)
-    assert sched.health()[0]
+    assert sched.health().ok
     now["t"] += 61
-    ok, details = sched.health()
-    assert not ok
-    assert "no successful sync for 61s" in details["reason"]
+    health = sched.health()
+    assert not health.ok
+    assert "no successful sync for 61s" in health.reason
     sched.progress()  # a window committed by a long job counts
-    assert sched.health()[0]
+    assert sched.health().ok
 
 
 async def test_stop_waits_for_the_job_in_flight_without_cancelling_it(started):
@@ -243,7 +244,7 @@ async def test_stop_waits_for_the_job_in_flight_without_cancelling_it(started):
     calls = jobs.calls["poll"]
     await asyncio.sleep(0.2)
     assert jobs.calls["poll"] == calls  # nothing runs after stop
-    assert sched.health()[1]["reason"] == "stopping"
+    assert sched.health().reason == "stopping"
 
 
 async def test_stop_lets_a_long_job_end_after_the_window_in_flight(started):
@@ -296,7 +297,7 @@ async def test_a_requested_shutdown_starts_no_job_and_ends_the_one_in_flight(sta
     await asyncio.sleep(0.2)  # several poll intervals
     assert sched.status()["jobs"]["poll"]["runs"] == runs
     assert len(committed) < 1000
-    assert sched.health()[1]["reason"] == "stopping"
+    assert sched.health().reason == "stopping"
     assert await sched.stop(5) is True
 
 

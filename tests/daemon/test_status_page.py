@@ -16,7 +16,7 @@ import pytest
 from syncd import status_page
 from syncd.budget import Priority
 from syncd.config import parse_config
-from syncd.daemon.runner import mark_current_error
+from syncd.daemon.scheduler import Health
 from syncd.records import (
     EventKind,
     RunReport,
@@ -244,19 +244,30 @@ def test_status_html_without_a_mirror_creates_none(tmp_path):
 
 
 def test_an_error_followed_by_a_success_is_kept_but_no_longer_current():
-    details = {"last_error": "RateLimited: 429", "last_error_at": "2026-12-04T10:00:00.000Z"}
-    _ok, later_success = mark_current_error(
-        (True, details | {"last_success_at": "2026-12-04T10:05:00.000Z"})
-    )
+    error_at = 1_796_378_400.0  # 2026-12-04T10:00:00Z
+
+    def health(last_success: float | None, last_error_at: float | None) -> Health:
+        return Health(
+            reason=None,
+            now=error_at + 600,
+            started_at=error_at - 600,
+            last_success=last_success,
+            last_error="RateLimited: 429" if last_error_at else None,
+            last_error_at=last_error_at,
+            failures_in_row=0,
+            stale_after=300.0,
+            pending_refresh_windows=0,
+            stopping=False,
+            jobs={},
+        )
+
+    later_success = health(error_at + 300, error_at).as_json()
     assert later_success["last_error"] == "RateLimited: 429"
     assert later_success["last_error_at"] == "2026-12-04T10:00:00.000Z"
     assert later_success["last_error_current"] is False
-    _ok, earlier_success = mark_current_error(
-        (False, details | {"last_success_at": "2026-12-04T09:55:00.000Z"})
-    )
-    assert earlier_success["last_error_current"] is True
-    _ok, clean = mark_current_error((True, {"last_error": None, "last_error_at": None}))
-    assert clean["last_error_current"] is False
+    assert health(error_at - 300, error_at).as_json()["last_error_current"] is True
+    assert health(None, error_at).as_json()["last_error_current"] is True
+    assert health(error_at, None).as_json()["last_error_current"] is False
 
 
 def test_each_tier_says_how_long_ago_it_was_all_verified(mirror):
