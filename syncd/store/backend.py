@@ -30,6 +30,10 @@ SQLITE: Final = "sqlite"
 POSTGRESQL: Final = "postgresql"
 KEY: Final = "database.url"
 APPLICATION_NAME: Final = "syncd"
+#: No JIT: the report views' plans are estimated dear (a running timer's subquery that seldom
+#: runs), so JIT would compile them on every call; measured on 1,000,000 entries, a year's
+#: report by project took 690 ms with JIT and 26 ms without.
+SESSION_OPTIONS: Final = "-c jit=off"
 
 
 def postgres_conninfo(url: str) -> str:
@@ -58,6 +62,8 @@ def open_postgres(url: str, *, connect_timeout: float = 10.0) -> PostgresqlDatab
         params["connect_timeout"] = max(1, round(connect_timeout))
     if "application_name" not in options:
         params["application_name"] = APPLICATION_NAME
+    if "options" not in options:
+        params["options"] = SESSION_OPTIONS
     db = PostgresqlDatabase(target, prefer_psycopg3=True, **params)
     try:
         db.connect()

@@ -38,7 +38,7 @@ from psycopg.types.string import TextLoader
 from syncd.database_url import is_postgres_url, redact
 from syncd.errors import NoDatabase, QueryTimeout, StorageError, StoreError, UsageError
 from syncd.store import reports
-from syncd.store.backend import postgres_conninfo
+from syncd.store.backend import SESSION_OPTIONS, postgres_conninfo
 from syncd.store.failures import storage_error
 
 T = TypeVar("T")
@@ -232,7 +232,7 @@ class ReadOnlyMirror:
                 # Prepared (extended protocol) even without parameters: one statement only.
                 cursor.execute(sql, params or None, prepare=True)
                 columns = [d.name for d in cursor.description or ()]
-                rows = [tuple(map(_plain, row)) for row in cursor.fetchall()] if columns else []
+                rows = _plain_rows(cursor.fetchall()) if columns else []
                 ended = conn.info.transaction_status != TransactionStatus.INTRANS
             conn.rollback()
             if ended:
@@ -352,12 +352,30 @@ def _stopped(error: BaseException) -> bool:
     return "interrupt" in str(error) or isinstance(error, pg_errors.QueryCanceled)
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as a table, CSV or JSON can show it: lists and other Python objects a
-    PostgreSQL type came in as become their text."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
-        return value
-    return str(value)
+_PLAIN = (bool, int, float, str, bytes)
+
+
+def _plain_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` as a table, CSV or JSON can show them: lists and other Python objects a
+    PostgreSQL type came in as become their text. A column's values share one type, so the
+    columns to convert are told once from their first value that is not NULL, and rows with
+    none are returned as they are."""
+    if not rows:
+        return rows
+    odd = []
+    for i in range(len(rows[0])):
+        first = next((row[i] for row in rows if row[i] is not None), None)
+        if first is not None and not isinstance(first, _PLAIN):
+            odd.append(i)
+    if not odd:
+        return rows
+    return [
+        tuple(
+            str(v) if i in odd and v is not None and not isinstance(v, _PLAIN) else v
+            for i, v in enumerate(row)
+        )
+        for row in rows
+    ]
 
 
 def _connect_postgres(url: str) -> psycopg.Connection:
@@ -374,7 +392,7 @@ def _connect_postgres(url: str) -> psycopg.Connection:
             autocommit=True,
             connect_timeout=PG_CONNECT_TIMEOUT,
             application_name=PG_APPLICATION_NAME,
-            options="-c default_transaction_read_only=on",
+            options=f"-c default_transaction_read_only=on {SESSION_OPTIONS}",
         )
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())

@@ -114,6 +114,9 @@ def copy_to_postgres(
                 rows, live, seconds = _copy(src, target, shown, batch_rows)
         finally:
             src.close()
+        # Planner statistics now, not when autovacuum gets round to it (if it is on): the
+        # first reports read the whole copy.
+        target.execute_sql("ANALYZE")
     except (peewee.DatabaseError, psycopg.Error) as exc:
         detail = " ".join(str(exc).split())
         raise StoreError(f"copying {path} to {shown} failed, nothing was kept: {detail}") from exc

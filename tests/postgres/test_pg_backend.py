@@ -63,6 +63,7 @@ def test_open_postgres_speaks_psycopg3_in_autocommit(postgres_url: str) -> None:
         assert backend.backend_name(db) == "postgresql"
         (app,) = db.execute_sql("SELECT current_setting('application_name')").fetchone()
         assert app == "syncd"
+        assert db.execute_sql("SHOW jit").fetchone() == ("off",)  # see SESSION_OPTIONS
         db.execute_sql("CREATE TABLE t (v INTEGER)")
         # Outside atomic() a statement commits on its own, as on the store's SQLite connection.
         db.execute_sql(f"INSERT INTO t VALUES ({db.param})", (1,))

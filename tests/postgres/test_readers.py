@@ -243,6 +243,10 @@ def test_reads_come_back_as_plain_values(mirrors: tuple[Path, str]) -> None:
         with pytest.raises(UsageError, match="syntax error"):
             pg.query("SELEC nonsense")
         assert pg.query("SELECT count(*) FROM workspaces")[1] == [(2,)]  # still usable
+        # Lists (any type psycopg returns as a Python object) become their text, NULL stays.
+        assert pg.query("SELECT ARRAY[1, 2] UNION ALL SELECT NULL")[1] == [("[1, 2]",), (None,)]
+        # No JIT: it made the year reports 10-20 times slower once the planner had statistics.
+        assert pg.query("SHOW jit")[1] == [("off",)]
 
 
 def test_a_query_past_its_timeout_stops_with_the_timeout_error(mirrors: tuple[Path, str]) -> None:
