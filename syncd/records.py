@@ -310,5 +310,8 @@ class RunReport:
     # Workspaces of the run left to another syncd instance holding their lease (or lost to
     # one part-way); none when this process is alone on its key.
     leased_elsewhere: int = 0
+    # Windows a poll re-scanned to confirm pushes no scan had confirmed yet (their refresh
+    # was lost to a restart, or ran on an instance not holding the workspace).
+    confirmed_pushes: int = 0
     ok: bool = False
     error: str | None = None

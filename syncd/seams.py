@@ -138,6 +138,13 @@ class MirrorStore(Protocol):
         """
         ...
 
+    async def unconfirmed_push_days(
+        self, workspace_id: str, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """``(date, creation day or None)`` of at most ``limit`` live rows of the workspace
+        written by a push no scan has confirmed since, the earliest received first."""
+        ...
+
     async def get_setting(self, key: str) -> str | None: ...
 
     async def set_setting(self, key: str, value: str | None) -> None: ...

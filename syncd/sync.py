@@ -30,7 +30,9 @@ a timed-out one is split, and an answer that lost most of its window is asked ag
 - **Push**: a webhook event is recorded in a ledger (dedupe), its entry applied at once as
   provisional (its ``updated_at`` held to its arrival), and its date (and, unless the window
   field is proven to be the date, its creation day) queued for a confirming re-scan
-  (``refresh``) that overrides it. Deletion events write nothing.
+  (``refresh``) that overrides it. Deletion events write nothing. Every poll also re-scans
+  the days of the pushes no scan has confirmed yet (a refresh lost to a restart, or skipped
+  by an instance not holding the workspace), a few windows at a time.
 
 - **Shared work**: when several syncd processes use one key, each round syncs only the
   workspaces whose lease this process holds (:class:`~syncd.seams.WorkLeases`); the lease is
@@ -97,6 +99,8 @@ OPEN_END = "9999-12-31"  # the recorded upper bound of a scan with no upper boun
 INITIAL_WINDOW_DAYS = 7  # the first backfill window when the hot window holds nothing
 MAX_GROWTH = 4.0  # a window grows at most this much from one scan to the next
 REFRESH_SPAN_DAYS = 7  # pushed dates of one workspace closer than this share a re-scan
+PUSH_WINDOWS_PER_POLL = 4  # a poll re-scans at most this many windows of unconfirmed pushes
+PUSHES_READ_PER_POLL = 500  # ... chosen among the days of this many, the earliest received
 BACKFILL_WINDOWS_PER_POLL = 20  # the daemon interleaves a long backfill with pushes
 BELOW_LIMIT = 0.8  # windows aim at this share of a learned answer cap or timeout size
 MAX_SPLIT_DEPTH = 12  # an answer is verified by halving its range at most this deep
@@ -255,13 +259,16 @@ class SyncEngine:
                     )
                 )
             await self.verify_unresolved(workspace_id, report)
+            await self.confirm_pushes(workspace_id, report)  # what no scan above confirmed
+            await self.verify_unresolved(workspace_id, report)
 
         await _each(workspace_ids, self._while_held(history, report))
         await self.record_freshness()
         return report
 
     async def poll(self, report: RunReport) -> RunReport:
-        """The daemon's hot-window poll: hot windows, running timers, unfinished backfill.
+        """The daemon's hot-window poll: hot windows, running timers, the days of pushes no
+        scan has confirmed yet (:meth:`confirm_pushes`), unfinished backfill.
 
         Raises what :meth:`run_once` raises.
         """
@@ -270,6 +277,9 @@ class SyncEngine:
         await _each(workspace_ids, self._while_held(lambda w: self.scan_hot(w, report), report))
 
         async def rest(workspace_id: str) -> None:
+            # What the hot scans left undecided first: it may confirm pushes as well.
+            await self.verify_unresolved(workspace_id, report)
+            await self.confirm_pushes(workspace_id, report)
             await self.backfill(workspace_id, report, max_windows=BACKFILL_WINDOWS_PER_POLL)
             await self.verify_unresolved(workspace_id, report)
 
@@ -797,6 +807,43 @@ class SyncEngine:
             days.add(entry.created_at[:10])
         return outcome, tuple((entry.workspace_id, d) for d in sorted(days))
 
+    async def confirm_pushes(self, workspace_id: str, report: RunReport) -> None:
+        """Re-scan the days of the workspace's pushes no scan has confirmed yet that lie
+        before the hot window (the hot scan covers the rest): each push's date and, unless
+        the window field is proven to be the date, its creation day (the rule of
+        :meth:`apply_event`). Adjacent days share a window; at most
+        ``PUSH_WINDOWS_PER_POLL`` windows are scanned per call, for the earliest received
+        pushes first (the rest wait for the next poll). This confirms what a refresh lost to
+        a restart or skipped on an instance not holding the workspace left provisional.
+        Raises what :meth:`run_once` raises.
+        """
+        hot_from = self._hot_from()
+        proven_date = (await self._current_reading()).field == "date"
+        days: set[date] = set()
+        for day, created in await self.store.unconfirmed_push_days(
+            workspace_id, PUSHES_READ_PER_POLL
+        ):
+            wanted = {_day(day)}
+            if not proven_date and created:
+                wanted.add(_day(created))
+            wanted = {d for d in wanted if d < hot_from} - days
+            if not wanted:
+                continue
+            if len(_runs(sorted(days | wanted))) > PUSH_WINDOWS_PER_POLL:
+                break  # this push and every later one wait for the next poll
+            days |= wanted
+        for start, last in _runs(sorted(days)):
+            await self._scan(
+                workspace_id,
+                _iso(start),
+                _iso(last),
+                Source.PUSH_RESCAN,
+                Priority.PUSH,
+                report,
+                None,
+            )
+            report.confirmed_pushes += 1
+
     # -- shared work ------------------------------------------------------------------
 
     async def _claim(
@@ -1322,6 +1369,17 @@ def _group_dates(days: list[date], span: int) -> list[tuple[date, date]]:
         else:
             groups.append((day, day))
     return groups
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted dates grouped into runs of consecutive days, as ``(first, last)``."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and (day - runs[-1][1]).days <= 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def _halves(

@@ -197,6 +197,11 @@ class AsyncStore:
     ) -> str:
         return await self.call(self._store.apply_push, event, received_at, entry, outcome=outcome)
 
+    async def unconfirmed_push_days(
+        self, workspace_id: str, limit: int
+    ) -> list[tuple[str, str | None]]:
+        return await self.call(self._store.unconfirmed_push_days, workspace_id, limit)
+
     async def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool:
         return await self.call(self._store.tombstone_entry, entry_id, deleted_at)
 

@@ -305,6 +305,12 @@ class Store:
             )
 
     @_store_call
+    def unconfirmed_push_days(self, workspace_id: str, limit: int) -> list[tuple[str, str | None]]:
+        """``(date, creation day or None)`` of at most ``limit`` live pushed rows of the
+        workspace no scan has confirmed yet, the earliest received first (see ``pushes.py``)."""
+        return pushes.unconfirmed_push_days(workspace_id, limit)
+
+    @_store_call
     def tombstone_entry(self, entry_id: str, deleted_at: str) -> bool:
         """Tombstone one live entry; False if unknown or already gone."""
         with self._write():

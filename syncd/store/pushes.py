@@ -60,6 +60,25 @@ def apply_push(
     return outcome
 
 
+def unconfirmed_push_days(workspace_id: str, limit: int) -> list[tuple[str, str | None]]:
+    """The ``(date, creation day or None)`` of at most ``limit`` live rows of the workspace
+    written by a push that no scan has rewritten since (``source = 'webhook'``), the earliest
+    received first."""
+    TE = m.TimeEntry
+    query = (
+        TE.select(TE.date, TE.created_at)
+        .where(
+            (TE.workspace_id == workspace_id)
+            & TE.deleted_at.is_null()
+            & (TE.source == str(Source.WEBHOOK))
+        )
+        .order_by(TE.synced_at, TE.id)
+        .limit(limit)
+        .tuples()
+    )
+    return [(day, created[:10] if created else None) for day, created in query]
+
+
 def record_event(event: WebhookEvent, received_at: str) -> bool:
     """Add the event to the ledger; False (and nothing written) if its key was seen."""
     inserted = (
