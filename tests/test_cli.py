@@ -519,6 +519,9 @@ def test_summary_fields():
     assert "leased_elsewhere" not in summarize(report, duration_seconds=0)
     report.leased_elsewhere = 2
     assert summarize(report, duration_seconds=0)["leased_elsewhere"] == 2
+    assert "confirmed_pushes" not in summarize(report, duration_seconds=0)
+    report.confirmed_pushes = 3
+    assert summarize(report, duration_seconds=0)["confirmed_pushes"] == 3
 
 
 # --------------------------------------------------------------------------- real processes

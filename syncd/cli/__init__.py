@@ -474,6 +474,8 @@ def summarize(report: RunReport, *, duration_seconds: float) -> dict[str, Any]:
         summary["outside_window"] = report.outside_window
     if report.leased_elsewhere:  # workspaces another syncd process was syncing
         summary["leased_elsewhere"] = report.leased_elsewhere
+    if report.confirmed_pushes:  # windows re-scanned to confirm pushes no scan had seen
+        summary["confirmed_pushes"] = report.confirmed_pushes
     if report.error:
         summary["error"] = report.error
     return summary

@@ -588,6 +588,13 @@ LEASES = (
     ) WITHOUT ROWID""",
 )
 
+# The pushes no scan has confirmed yet (``source = 'webhook'``), oldest first: every poll reads
+# them per workspace, and without this index that read walks the whole workspace.
+UNCONFIRMED_PUSHES = (
+    """CREATE INDEX time_entries_unconfirmed_pushes ON time_entries (workspace_id, synced_at)
+       WHERE source = 'webhook' AND deleted_at IS NULL""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -602,6 +609,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0011_search_declared_for_datasette", SEARCH_FOR_DATASETTE),
     Migration("0012_verification_tiers", VERIFICATION_TIERS),
     Migration("0013_leases", LEASES),
+    Migration("0014_unconfirmed_pushes", UNCONFIRMED_PUSHES),
 )
 
 

@@ -471,6 +471,13 @@ LEASES = (
     )""",
 )
 
+# The pushes no scan has confirmed yet (``source = 'webhook'``), oldest first: every poll reads
+# them per workspace, and without this index that read walks the whole workspace.
+UNCONFIRMED_PUSHES = (
+    """CREATE INDEX time_entries_unconfirmed_pushes ON time_entries (workspace_id, synced_at)
+       WHERE source = 'webhook' AND deleted_at IS NULL""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_tables", CORE_TABLES),
     Migration("0002_bookkeeping", BOOKKEEPING_TABLES),
@@ -479,6 +486,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_report_views", REPORT_VIEWS),
     Migration("0006_description_search", SEARCH),
     Migration("0007_leases", LEASES),
+    Migration("0008_unconfirmed_pushes", UNCONFIRMED_PUSHES),
 )
 
 
