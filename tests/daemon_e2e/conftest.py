@@ -2,6 +2,12 @@
 (:mod:`tests.support.daemon`), stopped by their own pid when the test ends;
 :class:`CaptureServer` records real webhook deliveries (headers and bodies) for replay.
 
+A test's daemons keep their mirror in SQLite unless the test is parametrized over ``backend``
+(``@pytest.mark.parametrize("backend", BACKENDS)``, :data:`tests.support.mirror.BACKENDS`): on
+``postgresql`` they keep it in a new database of the test's own (``postgres_url``: skipped
+with one line when the server is unreachable, outside CI), one database for all the daemons
+the test makes.
+
 Every test here is marked e2e (tests/conftest.py).
 """
 
@@ -17,6 +23,7 @@ import pytest
 
 from tests.support.daemon import DaemonProc, Emulator, start_emulator
 from tests.support.environment import PROXY_ENV, SYNCD_ENV
+from tests.support.postgres import postgres_url  # noqa: F401 (a fixture, found by name)
 
 
 @pytest.fixture
@@ -35,10 +42,23 @@ def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
 
 
 @pytest.fixture
-def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProc]]:
+def backend() -> str:
+    """The mirror's backend: SQLite, unless the test is parametrized over ``backend``."""
+    return "sqlite"
+
+
+@pytest.fixture
+def daemon_factory(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., DaemonProc]]:
     made: list[DaemonProc] = []
+    assert backend in ("sqlite", "postgresql"), backend
+    if backend == "postgresql":
+        database_url = str(request.getfixturevalue("postgres_url"))
 
     def make(emulator: Emulator, **kw: Any) -> DaemonProc:
+        if backend == "postgresql":
+            kw.setdefault("database_url", database_url)
         daemon = DaemonProc(emulator, tmp_path / f"daemon{len(made)}", **kw)
         made.append(daemon)
         return daemon

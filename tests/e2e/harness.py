@@ -2,8 +2,8 @@
 
 Everything here runs the way an operator would: ``syncd emulator`` on a free loopback port
 (:mod:`tests.support.emulator`), a generated TOML config, ``syncd -c FILE --once`` as a
-subprocess, and the SQLite mirror read back with the standard library
-(:mod:`tests.support.mirror`). Nothing is imported from ``syncd`` itself.
+subprocess, and the mirror read back with the standard library's sqlite3, or psycopg for a
+mirror in PostgreSQL (:mod:`tests.support.mirror`). Nothing is imported from ``syncd`` itself.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.support import config as config_files
 from tests.support.emulator import SYNCD, EmulatorProcess
 from tests.support.environment import clean_env
 from tests.support.mirror import (
+    Location,
     differences,
+    is_postgres,
     mirror_entries,
     query,
     scalar,
@@ -40,24 +44,28 @@ def write_config(
     emulator: EmulatorProcess,
     *,
     key: str = "k",
-    database: str | Path = "mirror.sqlite",
+    database: Location = "mirror.sqlite",
     name: str = "syncd.toml",
     **sections: Mapping[str, Any],
 ) -> Path:
     """Writes ``name`` in ``directory``: a config for ``emulator`` and ``key``, the mirror at
-    ``database``; ``sections`` add keys, e.g. ``sync={...}``. Returns its path."""
+    ``database`` (a SQLite file, relative to ``directory``, or a PostgreSQL URL);
+    ``sections`` add keys, e.g. ``sync={...}``. Returns its path."""
     base = config_files.emulator_sections(emulator, key=key, database=database)
     merged = config_files.merge(base, sections)
     return config_files.write_config(directory / name, merged)
 
 
-def database_of(config: Path) -> Path:
-    """The mirror path a config written by :func:`write_config` names."""
+def database_of(config: Path) -> Location:
+    """The mirror a config written by :func:`write_config` names: the SQLite file's path
+    (a :class:`Path`), or the PostgreSQL URL (a ``str``)."""
     for line in config.read_text(encoding="utf-8").splitlines():
         if line.startswith("path = "):
             path = Path(json.loads(line.removeprefix("path = ")))
             return path if path.is_absolute() else config.parent / path
-    raise AssertionError(f"no database path in {config}")
+        if line.startswith("url = ") and is_postgres(url := json.loads(line[len("url = ") :])):
+            return url
+    raise AssertionError(f"no database path or url in {config}")
 
 
 @dataclass
@@ -155,23 +163,25 @@ class OnceProcess:
 FIND_PATH = "/api/integrations/zapier/triggers/time-entries/find"
 
 
-def wait_for_scans(db: Path, count: int, *, source: str = "backfill", timeout: float = 60) -> int:
+def wait_for_scans(
+    db: Location, count: int, *, source: str = "backfill", timeout: float = 60
+) -> int:
     """Poll the mirror until ``count`` window scans of ``source`` are committed."""
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        if db.exists():
+        if is_postgres(db) or Path(db).exists():
             try:
                 seen = scalar(db, "SELECT count(*) FROM window_scans WHERE source = ?", (source,))
-            except sqlite3.OperationalError:  # not migrated yet, or busy
-                seen = 0
+            except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+                seen = 0  # not migrated yet, or busy
             if seen >= count:
                 return seen
         time.sleep(0.05)
     raise AssertionError(f"only {seen} {source} windows committed within {timeout} s")
 
 
-def assert_committed_windows_hold_the_truth(emulator: EmulatorProcess, db: Path) -> int:
+def assert_committed_windows_hold_the_truth(emulator: EmulatorProcess, db: Location) -> int:
     """Whatever the mirror records as scanned is fully and exactly there.
 
     For every committed window scan, the live mirror entries dated inside it equal the

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def toml_value(value: Any) -> str:
@@ -50,12 +51,26 @@ def emulator_sections(
 ) -> dict[str, dict[str, Any]]:
     """Returns the ``[api]``, ``[database]`` and ``[logging]`` sections of a config for the
     emulator whose ready line (or :class:`~tests.support.emulator.EmulatorProcess`) is
-    ``ready``: its API with ``key`` (or the key in ``key_file``), the mirror at ``database``,
-    JSON logs."""
+    ``ready``: its API with ``key`` (or the key in ``key_file``), the mirror at ``database``
+    (:func:`database_section`), JSON logs."""
     get = ready.__getitem__ if isinstance(ready, Mapping) else lambda name: getattr(ready, name)
     secret = {"key_file": key_file} if key_file is not None else {"key": key}
     return {
         "api": {"url": get("api_url"), "app_url": get("app_url"), **secret},
-        "database": {"path": str(database)},
+        "database": database_section(database),
         "logging": {"format": "json"},
     }
+
+
+def is_postgres(location: str | Path) -> bool:
+    """Whether the mirror ``location`` is a PostgreSQL URL (``postgresql://`` or
+    ``postgres://``) rather than a SQLite file."""
+    return isinstance(location, str) and (
+        urlsplit(location.strip()).scheme.lower() in ("postgresql", "postgres")
+    )
+
+
+def database_section(database: str | Path) -> dict[str, Any]:
+    """The ``[database]`` keys for a mirror at ``database``: ``url`` for a PostgreSQL URL,
+    otherwise ``path`` for a SQLite file."""
+    return {"url": str(database)} if is_postgres(database) else {"path": str(database)}

@@ -5,7 +5,8 @@ syncd -c FILE`` on a generated config, and plain HTTP to its listener.
   :class:`tests.support.emulator.EmulatorProcess` that can also call its Zapier API);
 - :class:`DaemonProc` writes a config file, runs the daemon, talks to its listener
   (``/hooks/<token>``, ``/healthz``, ``/metrics``) and reads the mirror through read-only
-  SQLite connections;
+  connections: a SQLite file in its working directory, or the PostgreSQL database it was
+  given (:mod:`tests.support.mirror`);
 - :func:`mirror_differences` compares the mirror's live entries with the emulator's, field by
   field (:mod:`tests.support.mirror`).
 """
@@ -13,6 +14,7 @@ syncd -c FILE`` on a generated config, and plain HTTP to its listener.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +31,8 @@ import pytest
 
 from tests.support.config import write_config
 from tests.support.emulator import ZAPIER, EmulatorProcess
-from tests.support.mirror import differences, mirror_entries, truth_shape
+from tests.support.mirror import Location, differences, mirror_entries, truth_shape
+from tests.support.mirror import query as query_mirror
 from tests.support.net import free_port
 
 API_KEY = "k"
@@ -129,7 +132,12 @@ def start_emulator(
 
 @dataclass
 class DaemonProc:
-    """One configuration (mirror file, listener port) and the daemon processes run on it."""
+    """One configuration (mirror, listener port) and the daemon processes run on it.
+
+    The mirror is ``mirror.sqlite`` in ``workdir``, or the PostgreSQL database at
+    ``database_url`` (``[database] url``); then the processes run with ``STATE_DIRECTORY``
+    set to ``workdir``, where syncd keeps the webhook token file a SQLite mirror has beside
+    it, under the same name."""
 
     emulator: Emulator
     workdir: Path
@@ -138,10 +146,14 @@ class DaemonProc:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     runs: int = 0
+    database_url: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.workdir / "mirror.sqlite"
+        database = {"path": str(self.db_path)}
+        if self.database_url is not None:
+            database = {"url": self.database_url}
         sections: dict[str, dict[str, Any]] = {
             "api": {
                 "url": self.emulator.api_url,
@@ -150,7 +162,7 @@ class DaemonProc:
                 "max_attempts": 2,
                 "timeout_seconds": 10,
             },
-            "database": {"path": str(self.db_path)},
+            "database": database,
             "limits": {"per_day": 1_000_000},
             "sync": {"interval_seconds": 600},
             "webhooks": {
@@ -171,8 +183,24 @@ class DaemonProc:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def location(self) -> Location:
+        """The mirror: the SQLite file's path or the PostgreSQL URL."""
+        return self.database_url if self.database_url is not None else self.db_path
+
+    @property
+    def postgres(self) -> bool:
+        return self.database_url is not None
+
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "syncd", "-c", str(self.config_path), *args]
+
+    def env(self) -> dict[str, str] | None:
+        """The environment of the processes: this one's (None), and with a mirror in
+        PostgreSQL ``STATE_DIRECTORY`` naming ``workdir`` for the webhook token file."""
+        if self.database_url is None:
+            return None
+        return {**os.environ, "STATE_DIRECTORY": str(self.workdir)}
 
     def start(self, *, wait_poll: bool = True, timeout: float = 30.0) -> DaemonProc:
         """Start the daemon and wait until it listens (and, by default, its first poll
@@ -180,7 +208,9 @@ class DaemonProc:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.runs += 1
         log = open(self.workdir / f"daemon-{self.runs}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env()
+        )
         self.started_at = time.monotonic()
         wait_for(self._listening, timeout, what="the daemon's listener")
         if wait_poll:
@@ -237,7 +267,7 @@ class DaemonProc:
 
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         return subprocess.run(
-            self.command(*args), capture_output=True, timeout=timeout, check=False
+            self.command(*args), capture_output=True, timeout=timeout, check=False, env=self.env()
         )
 
     def status(self) -> dict:
@@ -258,7 +288,7 @@ class DaemonProc:
 
     @property
     def token(self) -> str:
-        # The token file syncd keeps beside the mirror (mode 0600).
+        # The token file syncd keeps beside the mirror (mode 0600), or in STATE_DIRECTORY.
         return (self.workdir / "mirror.sqlite.webhook-token").read_text().strip()
 
     @property
@@ -274,12 +304,16 @@ class DaemonProc:
     # -- mirror ------------------------------------------------------------------------
 
     def db(self) -> sqlite3.Connection:
-        """A read-only connection to the mirror (what any other reader would use)."""
+        """A read-only connection to the SQLite mirror (what any other reader would use)."""
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         return conn
 
-    def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+    def query(self, sql: str, *args: Any) -> list[Any]:
+        """The rows ``sql`` (``?`` placeholders) selects from the mirror, on either backend
+        (:func:`tests.support.mirror.query`)."""
+        if self.postgres:
+            return query_mirror(self.location, sql, args)
         conn = self.db()
         try:
             return conn.execute(sql, args).fetchall()
@@ -293,7 +327,7 @@ class DaemonProc:
     def setting(self, key: str) -> str | None:
         return self.scalar("SELECT value FROM installation WHERE key = ?", key)
 
-    def live_entries(self) -> dict[str, sqlite3.Row]:
+    def live_entries(self) -> dict[str, Any]:
         rows = self.query("SELECT * FROM time_entries WHERE deleted_at IS NULL")
         return {row["id"]: row for row in rows}
 
@@ -315,7 +349,7 @@ def mirror_differences(daemon: DaemonProc, truth: dict[str, dict]) -> list[str]:
     """How the mirror's live entries differ from ``truth`` (the emulator's entries by id,
     as :meth:`EmulatorProcess.truth` returns them), field by field; empty when equal."""
     want = {entry_id: truth_shape(entry) for entry_id, entry in truth.items()}
-    return differences(want, mirror_entries(daemon.db_path))
+    return differences(want, mirror_entries(daemon.location))
 
 
 def mirror_matches_truth(daemon: DaemonProc, emulator: Emulator) -> bool:

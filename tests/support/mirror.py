@@ -1,14 +1,32 @@
 """The mirror against the emulator's truth: both read into one shape and compared field by
-field. The mirror is read through read-only SQLite connections of the standard library."""
+field.
+
+A mirror's location is what syncd's ``[database]`` names: a SQLite file path (read through
+read-only connections of the standard library) or a PostgreSQL URL (read through psycopg 3).
+SQL is written once, with ``?`` placeholders; rows come back as :class:`sqlite3.Row` does
+them (by position or column name, ``tuple(row)``, ``dict(row)``), with the same Python types
+on both backends (integers, text, None; a PostgreSQL ``numeric`` sum as an int)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from .config import is_postgres
 from .emulator import EmulatorProcess
+
+#: What names a mirror: a SQLite file or a PostgreSQL URL.
+Location = str | Path
+
+#: The mirror's backends, for tests parametrized over both:
+#: ``@pytest.mark.parametrize("backend", BACKENDS)`` (see the e2e and daemon_e2e conftests).
+BACKENDS = ("sqlite", "postgresql")
 
 ENTRY_FIELDS = (
     "id",
@@ -34,30 +52,110 @@ ENTRY_FIELDS = (
 )
 
 
-def connect(db: Path) -> sqlite3.Connection:
-    """Returns a read-only connection to the mirror ``db`` with rows by column name."""
+class Row(tuple):
+    """A PostgreSQL row as :class:`sqlite3.Row` gives one: by position or column name."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, values: Sequence[Any], names: tuple[str, ...]) -> Row:
+        row = super().__new__(cls, values)
+        row.names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return super().__getitem__(self.names.index(key))
+            except ValueError:
+                raise IndexError(f"no such column: {key}") from None
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as SQLite would return it: a ``numeric`` (``sum`` of integers) as an int, or
+    a float when it has a fraction."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
+    names = tuple(c.name for c in cursor.description or ())
+
+    def make(values: Sequence[Any]) -> Row:
+        return Row([_plain(v) for v in values], names)
+
+    return make
+
+
+class PostgresReader:
+    """A read-only connection to a mirror in PostgreSQL that takes SQL with ``?``
+    placeholders, as a ``sqlite3`` connection does (autocommit: every statement sees the
+    latest commits)."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=10,
+            options="-c default_transaction_read_only=on",
+            row_factory=_row_factory,
+        )
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
+        return self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def connect(db: Location) -> Any:
+    """Returns a read-only connection to the SQLite mirror ``db`` with rows by column name,
+    or a :class:`PostgresReader` when ``db`` is a PostgreSQL URL."""
+    if is_postgres(db):
+        return PostgresReader(str(db))
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     return conn
 
 
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    """Returns the rows ``sql`` selects from the mirror ``db``."""
+@contextmanager
+def connection(db: Location) -> Iterator[Any]:
+    """:func:`connect`, closed on leaving."""
     conn = connect(db)
     try:
-        return conn.execute(sql, params).fetchall()
+        yield conn
     finally:
         conn.close()
 
 
-def scalar(db: Path, sql: str, params: tuple[Any, ...] = ()) -> Any:
+def query(db: Location, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Returns the rows ``sql`` selects from the mirror ``db``."""
+    with connection(db) as conn:
+        return conn.execute(sql, tuple(params)).fetchall()
+
+
+def scalar(db: Location, sql: str, params: Sequence[Any] = ()) -> Any:
     """Returns the first column of the first row ``sql`` selects (None without rows)."""
     rows = query(db, sql, params)
     return rows[0][0] if rows else None
 
 
+def description_bytes(db: Location, entry_id: str) -> bytes | None:
+    """The bytes of one entry's description as the database holds them (UTF-8)."""
+    if is_postgres(db):
+        sql = "SELECT convert_to(description, 'UTF8') FROM time_entries WHERE id = ?"
+        value = scalar(db, sql, (entry_id,))
+        return None if value is None else bytes(value)
+    hexed = scalar(db, "SELECT hex(description) FROM time_entries WHERE id = ?", (entry_id,))
+    return None if hexed is None else bytes.fromhex(hexed)
+
+
 def mirror_entries(
-    db: Path, workspace_id: str | None = None, *, live: bool | None = True
+    db: Location, workspace_id: str | None = None, *, live: bool | None = True
 ) -> dict[str, dict[str, Any]]:
     """Returns the mirror's entries in the comparison shape, by id: the live ones, the
     tombstoned ones (``live=False``) or all (``live=None``)."""
@@ -70,8 +168,7 @@ def mirror_entries(
     elif live is False:
         where.append("e.deleted_at IS NOT NULL")
     sql = "SELECT e.* FROM time_entries AS e" + (" WHERE " + " AND ".join(where) if where else "")
-    conn = connect(db)
-    try:
+    with connection(db) as conn:
         rows = conn.execute(sql, params).fetchall()
         tags: dict[str, list[tuple[str, str | None, str | None]]] = {}
         for entry_id, tag_id, name, color in conn.execute(
@@ -79,8 +176,6 @@ def mirror_entries(
             "LEFT JOIN tags AS t ON t.id = l.tag_id"
         ):
             tags.setdefault(entry_id, []).append((tag_id, name, color))
-    finally:
-        conn.close()
     result = {}
     for row in rows:
         item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
@@ -156,7 +251,9 @@ def differences(
     return problems
 
 
-def assert_mirror_equals_truth(emulator: EmulatorProcess, db: Path) -> dict[str, dict[str, Any]]:
+def assert_mirror_equals_truth(
+    emulator: EmulatorProcess, db: Location
+) -> dict[str, dict[str, Any]]:
     """Returns the truth of every workspace after checking the live mirror equals it.
 
     Raises AssertionError naming the differences of the first workspace that differs.
