@@ -1,6 +1,7 @@
 """The webhook path end to end: emulator deliveries reach the mirror within about a second,
 then a confirming re-scan runs; a flood of duplicate, reordered and stale deliveries leaves
-the mirror equal to the emulator and costs only a few requests."""
+the mirror equal to the emulator and costs only a few requests. Both also with the mirror in
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.support.daemon import API_KEY, mirror_differences, wait_for
+from tests.support.mirror import BACKENDS
 
 
 def _row(daemon, entry_id):
@@ -33,9 +35,15 @@ DELIVERY_STYLES = {
 }
 
 
-@pytest.mark.parametrize("style", list(DELIVERY_STYLES))
+@pytest.mark.parametrize(
+    ("style", "backend"),
+    [
+        *(pytest.param(style, "sqlite", id=style) for style in DELIVERY_STYLES),
+        pytest.param("as documented", "postgresql", id="as documented-postgresql"),
+    ],
+)
 def test_timer_start_and_stop_reach_the_mirror_through_the_webhook(
-    emulator_factory, daemon_factory, style
+    emulator_factory, daemon_factory, style, backend
 ):
     switches, overrides = DELIVERY_STYLES[style]
     emu = emulator_factory(*switches)
@@ -150,8 +158,9 @@ async def _post_all(url, deliveries, concurrency=16):
     return statuses
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_flood_of_duplicate_and_reordered_deliveries(
-    emulator_factory, daemon_factory, capture_server
+    emulator_factory, daemon_factory, capture_server, backend
 ):
     emu = emulator_factory(
         "--extensions", "updated-events,deleted-events", keys=(API_KEY, "capture")

@@ -1,6 +1,7 @@
 """``syncd --once`` against the emulator: first sync, convergence, the key, the guard.
 
-Real processes, real sockets, a real SQLite file per test.
+Real processes, real sockets, a real SQLite file per test; the first sync, the convergence
+and the mass-delete guard also on a PostgreSQL database of their own (``[database] url``).
 """
 
 from __future__ import annotations
@@ -8,8 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.support.emulator import EmulatorProcess
-from tests.support.mirror import assert_mirror_equals_truth, mirror_entries, query, scalar
+from tests.support.mirror import (
+    BACKENDS,
+    assert_mirror_equals_truth,
+    description_bytes,
+    mirror_entries,
+    query,
+    scalar,
+)
 
 from .harness import EXIT_FAILED, EXIT_OK, database_of, run_once, write_config
 
@@ -48,7 +58,8 @@ def member_of(emulator: EmulatorProcess, workspace_id: str, *, idle: bool = True
     raise AssertionError("no idle member")
 
 
-def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator, database):
     """Rate limits on (real values): the first run mirrors every entry exactly, running
     timers with NULL end and duration, and unicode byte for byte."""
     emulator = start_emulator("--seed", "7", "--workspaces", "2", "--entries", "800")
@@ -69,7 +80,7 @@ def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator):
     timer = emulator.start_timer(
         workspace_id=ws, team_member_id=idle["id"], description="⏱ läuft – 実行中 🚀"
     )
-    config = write_config(tmp_path, emulator)
+    config = write_config(tmp_path, emulator, database=database)
 
     run = run_once(config)
 
@@ -95,10 +106,10 @@ def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator):
     assert {r["id"] for r in rows} == running
     assert {r["id"] for r in query(db, "SELECT id FROM running_timers")} == running
 
-    # byte-exact: compare the UTF-8 bytes SQLite holds with what upstream sent
+    # byte-exact: compare the UTF-8 bytes the database holds with what upstream sent
     for item in [*created, timer]:
-        stored = scalar(db, "SELECT hex(description) FROM time_entries WHERE id = ?", (item["id"],))
-        assert stored == item["description"].encode("utf-8").hex().upper(), item["description"]
+        stored = description_bytes(db, item["id"])
+        assert stored == item["description"].encode("utf-8"), item["description"]
     names = query(db, "SELECT DISTINCT team_member_name FROM time_entries")
     assert any(any(ord(ch) > 127 for ch in r[0]) for r in names)
 
@@ -111,7 +122,8 @@ def test_first_once_equals_the_truth_field_by_field(tmp_path, start_emulator):
     assert [tuple(r) for r in ok] == [(1, None, summary["requests"], 0)]
 
 
-def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_once_converges_after_silent_changes(tmp_path, start_emulator, database):
     """Silent edits, deletes, moves and new entries; the second run converges.
 
     The config (``FULL_SWEEP``) makes every window due at every run, so one run
@@ -123,7 +135,7 @@ def test_second_once_converges_after_silent_changes(tmp_path, start_emulator):
         "--no-rate-limit",
     )  # fmt: skip
     ws_a, ws_b = emulator.workspace_ids()
-    config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
+    config = write_config(tmp_path, emulator, database=database, sync=FULL_SWEEP)
     first = run_once(config)
     assert first.returncode == EXIT_OK, first.explain()
     db = database_of(config)
@@ -244,7 +256,8 @@ def test_wrong_api_key_exits_1_naming_the_key_problem(tmp_path, start_emulator):
     assert secret not in db.read_bytes().decode("latin-1")
 
 
-def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emulator):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emulator, database):
     """Most of a workspace silently deleted (all of it older than the hot window): the run
     stops naming --force-delete and tombstones nothing; with --force-delete it applies.
 
@@ -255,7 +268,7 @@ def test_mass_delete_guard_stops_the_run_until_force_delete(tmp_path, start_emul
         "--no-rate-limit",
     )  # fmt: skip
     ws_a, ws_b = emulator.workspace_ids()
-    config = write_config(tmp_path, emulator, sync=FULL_SWEEP)
+    config = write_config(tmp_path, emulator, database=database, sync=FULL_SWEEP)
     assert run_once(config).returncode == EXIT_OK
     db = database_of(config)
     entries = emulator.entries(ws_a)
