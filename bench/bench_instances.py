@@ -598,7 +598,7 @@ def one_takeover(
             ]  # fmt: skip
             if found:
                 first = min(found, key=lambda w: w["at"])
-                synced_at, taker = first["at"], first["instance"]
+                synced_at, taker, source = first["at"], first["instance"], first["source"]
         if kill_leader and leads_at is None and (who := leader(url)) in alive:
             leads_at, new_leader = now, who
         if checked_at is None and leads_at is not None:
@@ -616,9 +616,9 @@ def one_takeover(
         taken = f"{lease_at - killed:.1f}" if lease_at else "?"
         out(
             f"takeover{tag}_workspace_seconds",
-            f"{took:.1f} (kill -> {taker} committed a window of {workspace}; its lease "
-            f"expired {expires_in:.1f} s after the kill and was taken at {taken} s, by "
-            f"{taker}'s next poll round; {load()})",
+            f"{took:.1f} (kill -> {taker} committed a {source} window of {workspace}; its "
+            f"lease expired {expires_in:.1f} s after the kill and was taken at {taken} s, by "
+            f"{taker}'s next round of a sync job; {load()})",
         )
         out(
             f"takeover{tag}_workspace_bound",
