@@ -41,7 +41,7 @@ test: check
 # Everything but the end-to-end tests (marker e2e, see tests/support/tiers.py): no ruff, no
 # lint-imports, no browser check.
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not e2e" -n $(PYTEST_WORKERS)
+	SYNCD_FAST_TESTS=1 $(BIN)/pytest -m "not e2e" -n $(PYTEST_WORKERS)
 
 fmt: install
 	$(BIN)/ruff format .

@@ -23,6 +23,7 @@ from syncd.errors import (
 )
 from syncd.records import ENTRY_EVENTS, EventKind, Ref, sent_count
 from syncd.store.rows import row_of
+from tests.support.examples import examples
 
 KEY = "secret-key-123"
 NOW = 1_700_000_000.0
@@ -910,7 +911,7 @@ def _storable(entry) -> None:
     changes=st.dictionaries(st.sampled_from(_ENTRY_KEYS), _FIELD_VALUES, max_size=6),
     workspace_id=st.sampled_from([None, "ws-default"]),
 )
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 def test_any_entry_is_stored_quarantined_or_refused_and_never_raises(base, changes, workspace_id):
     """Whatever a field holds, the lenient parser returns a storable entry or none, with a
     rejection exactly when the strict one (webhooks) raises."""
@@ -942,7 +943,7 @@ _SHARED = ("date", "duration", "description", "billable", "tags", "id")
         st.sampled_from(["project", "task", "client", "teamMember"]), _FIELD_VALUES, max_size=2
     ),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_flat_and_nested_shapes_of_the_same_values_give_the_same_outcome(shared, cased, refs):
     """One parser for every shape: the find shape and the webhook shape holding the same
     values give the same record, cleared the same way, or both are given up."""

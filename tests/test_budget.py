@@ -25,6 +25,7 @@ from syncd.errors import BudgetExhausted, StoreError
 from syncd.records import Priority, RateLimitInfo
 from syncd.store.budget import SqliteBudgetLedger, budget_ledger
 from syncd.store.migrations import BUDGET_TABLES
+from tests.support.examples import examples
 
 KEY_ID = "0123456789abcdef"
 T0 = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -393,7 +394,7 @@ async def test_a_waiter_reserves_its_slot_and_sends_without_asking_again(db):
     assert grant_times(db)[-1] == pytest.approx(slot)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     asks=st.lists(
         st.tuples(st.floats(0, 4, allow_nan=False), st.sampled_from([1, 2, 3])),

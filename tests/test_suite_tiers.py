@@ -61,6 +61,7 @@ def test_every_listed_path_exists():
         assert (TESTS / path).exists(), path
 
 
+@pytest.mark.e2e  # starts Python processes
 def test_a_marked_test_in_an_in_process_file_is_left_out_of_the_fast_tier():
     """``make test-fast`` (``-m "not e2e"``) leaves out exactly the marked tests of a file
     whose other tests run in-process."""

@@ -27,6 +27,7 @@ from syncd.store.budget import SqliteBudgetLedger
 from syncd.store.budget_pg import PostgresBudgetLedger
 from syncd.store.ledgers import budget_ledger, ledger_for
 from syncd.store.migrations import BUDGET_TABLES
+from tests.support.examples import examples
 
 KEY_ID = "0123456789abcdef"
 # 100 s before a UTC midnight, so a scenario crosses into the next day.
@@ -228,7 +229,7 @@ def absolute(moves: list[tuple[Any, ...]]) -> list[Step]:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

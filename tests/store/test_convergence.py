@@ -25,6 +25,7 @@ from syncd.records import Source, TimeEntry
 from syncd.seams import MassDeletePolicy
 from syncd.store import Store
 from syncd.store.rows import CONTENT_COLUMNS, content_of
+from tests.support.examples import examples
 
 from .factory import FORCED, WS, day, entry, window
 
@@ -189,7 +190,7 @@ class MirrorConvergence(RuleBasedStateMachine):
 
 
 MirrorConvergence.TestCase.settings = settings(
-    max_examples=50,
+    max_examples=examples(50),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

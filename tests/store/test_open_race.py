@@ -7,6 +7,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 OPEN_AT = textwrap.dedent(
     """
     import sys, time
@@ -20,6 +22,7 @@ OPEN_AT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e  # starts Python processes
 def test_processes_creating_one_mirror_together_all_open_it(tmp_path) -> None:
     """Switching a new file to WAL answers "locked" at once instead of waiting; without the
     retry, most of these rounds failed one of the two processes."""

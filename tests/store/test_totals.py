@@ -27,6 +27,7 @@ from peewee import SqliteDatabase
 
 from syncd.records import Source, TimeEntry, Workspace
 from syncd.store import Store, migrations, reports
+from tests.support.examples import examples
 
 from .backends import dict_rows, rows
 from .factory import FORCED, WS, entry, window
@@ -419,7 +420,7 @@ class TotalsStayExact(RuleBasedStateMachine):
 
 
 TotalsStayExact.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=examples(60),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -42,6 +42,7 @@ from syncd.errors import (
 from syncd.records import EventKind, RunReport
 from syncd.store import AsyncStore
 from syncd.sync import SyncEngine, SyncSettings
+from tests.support.examples import examples
 
 from . import mirror_rows as mirror
 from .fakes import Clock, FakeUpstream, FindCall
@@ -418,7 +419,7 @@ class EngineConvergence(RuleBasedStateMachine):
 
 
 EngineConvergence.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -434,7 +435,9 @@ def _reading_machine(field: str, bounds: str, cap: int, timeout: int) -> type:
         (EngineConvergence,),
         {"date_field": field, "bounds": bounds, "cap": cap, "timeout_above": timeout},
     )
-    machine.TestCase.settings = settings(EngineConvergence.TestCase.settings, max_examples=10)
+    machine.TestCase.settings = settings(
+        EngineConvergence.TestCase.settings, max_examples=examples(10)
+    )
     return machine
 
 
@@ -471,6 +474,6 @@ class PostgresEngineConvergence(EngineConvergence):
 
 
 PostgresEngineConvergence.TestCase.settings = settings(
-    EngineConvergence.TestCase.settings, max_examples=8
+    EngineConvergence.TestCase.settings, max_examples=examples(8)
 )
 TestPostgresEngineConvergence = PostgresEngineConvergence.TestCase
