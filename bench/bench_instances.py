@@ -624,7 +624,7 @@ def one_takeover(
             f"takeover{tag}_workspace_bound",
             f"lease left at the kill ({expires_in:.0f} s; 40-60 s, renewed every "
             f"{DEFAULT_LEASE_SECONDS / 3:.0f} s and after each window) + the wait for a "
-            f"survivor's next poll round (0-{interval} s) + one scan: at most {bound} s + "
+            f"survivor's next poll or sweep round (0-{interval} s) + one scan: at most {bound} s + "
             f"the scan here; with the default interval_seconds {DEFAULT_INTERVAL} it is "
             f"{DEFAULT_LEASE_SECONDS + DEFAULT_INTERVAL} s",
         )
