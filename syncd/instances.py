@@ -27,6 +27,10 @@ from syncd.store.leases import Leases, WorkShare
 
 log = structlog.get_logger("syncd.instances")
 
+#: The longest pause between heartbeats: each one renews this process's leases and looks for
+#: a workspace whose holder died, so its work is taken over within this of the lease expiring.
+HEARTBEAT_SECONDS = 5.0
+
 
 def new_instance_id(host: str | None = None, pid: int | None = None) -> str:
     """``host:pid:suffix``: this host's name, this process's id and 6 random hex digits."""
@@ -74,12 +78,14 @@ class SharedWork:
         daemon: bool,
         wants_lead: bool = False,
         on_lead: Callable[[], object] | None = None,
+        on_unheld: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self.instance_id = instance_id
         self.ttl_seconds = ttl_seconds
         self.wants_lead = wants_lead and daemon
         self.on_lead = on_lead
+        self.on_unheld = on_unheld
         self.share = WorkShare(
             Leases(store.store.db),
             key_id,
@@ -110,7 +116,7 @@ class SharedWork:
     async def beat(self) -> bool:
         """Renew this process's leases now (and take the leader lease when free and wanted);
         returns whether it leads. Raises ``StoreError``."""
-        was = self.share.leading
+        was, was_unheld = self.share.leading, self.share.unheld
         leading = await self.store.call_budget(self.share.beat, lead=self.wants_lead)
         if leading and not was:
             log.info("instance_leads", instance=self.instance_id)
@@ -118,6 +124,9 @@ class SharedWork:
                 self.on_lead()
         elif was and not leading:
             log.warning("instance_lost_lead", instance=self.instance_id)
+        if self.share.unheld and not was_unheld and self.on_unheld is not None:
+            log.info("workspace_lease_free", instance=self.instance_id)
+            self.on_unheld()  # a holder died: take its work at once, not at the next round
         return leading
 
     async def __aenter__(self) -> SharedWork:
@@ -134,7 +143,7 @@ class SharedWork:
             await self.store.call_budget(self.share.release_all)
 
     async def _heartbeat(self) -> None:
-        every = max(0.5, self.ttl_seconds / 3)
+        every = max(0.5, min(HEARTBEAT_SECONDS, self.ttl_seconds / 3))
         while True:
             await asyncio.sleep(every)
             try:

@@ -160,6 +160,7 @@ async def open_runtime(
     wrap_sleep: Callable[[Sleep], Sleep] | None = None,
     daemon: bool = False,
     on_lead: Callable[[], object] | None = None,
+    on_unheld: Callable[[], object] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store, the HTTP session, the budget, the client and the engine; close them.
     The budget's waits, the client and the engine all watch ``shutdown``.
@@ -167,7 +168,8 @@ async def open_runtime(
     The process's leases on the key's work (:class:`~syncd.instances.SharedWork`) are kept
     while the runtime is open and given back when it closes: a ``daemon`` keeps its share of
     the workspaces between rounds; with ``on_lead`` it also competes for the key's webhook
-    subscription and ``on_lead`` is called when it gets it.
+    subscription and ``on_lead`` is called when it gets it; ``on_unheld`` is called when a
+    heartbeat finds a workspace nobody holds (its holder died).
 
     Raises ``ConfigError`` (no API key), ``StoreError``/``SchemaTooNew`` (database).
     """
@@ -219,6 +221,7 @@ async def open_runtime(
                 daemon=daemon,
                 wants_lead=on_lead is not None,
                 on_lead=on_lead,
+                on_unheld=on_unheld,
             ) as work:
                 engine = SyncEngine(
                     client,

@@ -110,6 +110,22 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(share) -> None:
     assert killed.held == {"ws-2", "ws-3"}
 
 
+def test_a_heartbeat_notices_a_workspace_whose_holder_died(share) -> None:
+    """The survivor's heartbeat sees the dead process's workspaces without a live lease, so the
+    daemon can poll at once instead of at its next scheduled round (up to 15 min later)."""
+    killed, survivor = share("k", ttl=0.3), share("s")
+    assert killed.claim(WORKSPACES) == WORKSPACES
+    assert survivor.claim(WORKSPACES) == []
+    survivor.beat()
+    assert not survivor.unheld  # every workspace has a live holder
+    time.sleep(0.4)  # the killed process renews nothing: its leases lapse
+    survivor.beat()
+    assert survivor.unheld
+    assert survivor.claim(WORKSPACES) == WORKSPACES
+    survivor.beat()
+    assert not survivor.unheld
+
+
 def test_the_leases_of_a_process_known_to_be_gone_are_taken_over_at_once(share) -> None:
     crashed = share("host:1:dead")
     crashed.claim(WORKSPACES)

@@ -29,7 +29,7 @@ from syncd.config import Config, RetentionConfig
 from syncd.daemon import plan as planning
 from syncd.daemon import systemd
 from syncd.daemon.metrics import Metrics
-from syncd.daemon.scheduler import HOUSEKEEPING, DaemonScheduler, Intervals
+from syncd.daemon.scheduler import HOUSEKEEPING, POLL, DaemonScheduler, Intervals
 from syncd.daemon.subscriptions import (
     SUBSCRIBED_EVENTS,
     ensure_subscription,
@@ -128,6 +128,7 @@ class Daemon:
                 on_outcome=self.metrics.request,
                 daemon=True,
                 on_lead=self._became_leader if self._subscribes else None,
+                on_unheld=self._work_freed,
             ) as runtime:
                 self.runtime = runtime
                 await check(runtime.store, now=utc_now())
@@ -191,6 +192,13 @@ class Daemon:
         the first housekeeping run does)."""
         if self.scheduler is not None and self.scheduler.started and not self.scheduler.stopping:
             self.scheduler.run_now(HOUSEKEEPING)
+
+    def _work_freed(self) -> None:
+        """A workspace lost its holder (a dead instance's lease ran out): poll now, which
+        takes it (within this daemon's share) and scans its hot window, instead of leaving it
+        until the next scheduled poll."""
+        if self.scheduler is not None and self.scheduler.started and not self.scheduler.stopping:
+            self.scheduler.run_now(POLL)
 
     def _progress(self, _window: object) -> None:
         if self.scheduler is not None:

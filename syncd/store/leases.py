@@ -117,6 +117,8 @@ class WorkShare:
     gone: Callable[[str], bool] = lambda _holder: False
     held: set[str] = field(default_factory=set)  # workspace ids
     leading: bool = False
+    known: set[str] = field(default_factory=set)  # the key's workspaces at the last claim
+    unheld: bool = False  # at the last beat, one of them had no live lease (a holder died)
 
     @property
     def own_name(self) -> str:
@@ -147,6 +149,10 @@ class WorkShare:
         forgotten); with ``lead``, take or keep the leader lease. Returns whether this process
         leads (keeps the subscription) now."""
         return self._guarded(self._beat, lead)
+
+    def _find_unheld(self) -> None:
+        names = {lease.name for lease in self.leases.holders()}
+        self.unheld = any(self.workspace_name(w) not in names for w in self.known)
 
     def release_all(self) -> None:
         """Give back every lease of this process (at a clean end), so others take over now."""
@@ -182,6 +188,7 @@ class WorkShare:
             if self._take(self.workspace_name(workspace_id), lease):
                 taken.append(workspace_id)
         self.held = (self.held - set(workspace_ids)) | set(taken)
+        self.known = set(workspace_ids)
         return [w for w in workspace_ids if w in taken]
 
     def _renew(self, workspace_id: str) -> bool:
@@ -198,6 +205,8 @@ class WorkShare:
         if lead:
             current = next((x for x in self.leases.holders() if x.name == self.leader_name), None)
             self.leading = self._take(self.leader_name, current)
+        if self.daemon:
+            self._find_unheld()
         return self.leading
 
     def _release_all(self) -> None:
