@@ -48,7 +48,6 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,12 +63,14 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # bench_postgres, bench_sync
 sys.path.insert(0, str(ROOT))  # the emulator process and config writer of tests/support
 
-from bench_postgres import divergence, fresh_database, pg_entries, server_problem  # noqa: E402
+from bench_postgres import fresh_database, server_problem  # noqa: E402
 
+from syncd.instances import LOOK_SECONDS  # noqa: E402
 from tests.support.config import emulator_sections, merge, write_config  # noqa: E402
-from tests.support.emulator import SYNCD, EmulatorProcess  # noqa: E402
+from tests.support.daemon import LoggedDaemon, epoch  # noqa: E402
+from tests.support.emulator import EmulatorProcess  # noqa: E402
 from tests.support.environment import clean_env  # noqa: E402
-from tests.support.mirror import truth_entries  # noqa: E402
+from tests.support.mirror import divergence, mirror_entries, truth_entries  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.postgres import admin_url, server_of  # noqa: E402
 
@@ -106,31 +107,9 @@ def scaled_sync(scale: float) -> dict[str, int]:
     }
 
 
-class Daemon:
+class Daemon(LoggedDaemon):
     """One ``syncd`` daemon process with its config and its JSON log file (debug level, for
     the ``window_synced`` lines)."""
-
-    def __init__(self, name: str, config: Path, log: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.config = config
-        self.log = log
-        with log.open("w", encoding="utf-8") as errors:
-            self.process = subprocess.Popen(
-                [*SYNCD, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=errors, env=env
-            )
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text(encoding="utf-8").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:  # a line being written
-                continue
-            if name is None or event.get("event") == name:
-                found.append(event)
-        return found
 
     def windows(self, after: float = 0.0, before: float = math.inf) -> list[dict[str, Any]]:
         """The ``window_synced`` events committed between ``after`` and ``before`` (epoch
@@ -141,20 +120,6 @@ class Daemon:
             if after < at <= before:
                 found.append({**event, "at": at, "instance": self.name})
         return found
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -230,7 +195,7 @@ def wait_for_mirror(
         checked = time.time()
         live = rows(url, "SELECT count(*) FROM time_entries WHERE deleted_at IS NULL")
         if live and live[0][0] == upstream:
-            found = divergence(truth_entries(emulator), pg_entries(url))
+            found = divergence(truth_entries(emulator), mirror_entries(url))
             if found == (0, 0, 0):
                 return checked, found
         time.sleep(1.0)
@@ -607,7 +572,6 @@ def one_takeover(
                 checked_at = at
         time.sleep(0.25)
     after = emulator.key_stats(KEY)
-    bound = DEFAULT_LEASE_SECONDS + interval
     took = None if synced_at is None else synced_at - killed
     if took is None:
         out(f"takeover{tag}_workspace_seconds", f"none within {deadline - killed:.0f} s")
@@ -623,10 +587,10 @@ def one_takeover(
         out(
             f"takeover{tag}_workspace_bound",
             f"lease left at the kill ({expires_in:.0f} s; 40-60 s, renewed every "
-            f"{DEFAULT_LEASE_SECONDS / 3:.0f} s and after each window) + the wait for a "
-            f"survivor's next poll or sweep round (0-{interval} s) + one scan: at most {bound} s + "
-            f"the scan here; with the default interval_seconds {DEFAULT_INTERVAL} it is "
-            f"{DEFAULT_LEASE_SECONDS + DEFAULT_INTERVAL} s",
+            f"{DEFAULT_LEASE_SECONDS / 3:.0f} s and after each window) + a survivor's next "
+            f"look for a workspace without a holder (every {LOOK_SECONDS:.0f} s; it then polls "
+            f"at once) + one scan: at most {DEFAULT_LEASE_SECONDS + LOOK_SECONDS:.0f} s + the "
+            "scan, whatever interval_seconds is",
         )
         verdict(
             f"takeover{tag}_workspace", took <= TAKEOVER_TARGET, f"{took:.1f} s, target <= 60 s"

@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import itertools
 import secrets
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -71,12 +69,13 @@ from bench_sync import (  # noqa: E402
     effective,
     min_seconds,
     run_once,
+    window_bodies,
 )
 
 from tests.support.config import emulator_sections, merge, write_config  # noqa: E402
 from tests.support.emulator import SYNCD, EmulatorProcess  # noqa: E402
 from tests.support.environment import clean_env  # noqa: E402
-from tests.support.mirror import ENTRY_FIELDS, mirror_entries, truth_entries  # noqa: E402
+from tests.support.mirror import divergence, mirror_entries, truth_entries  # noqa: E402
 from tests.support.postgres import admin_url, server_of, url_of_database  # noqa: E402
 
 #: One key per backend: each backfill starts with an empty upstream minute and budget.
@@ -152,41 +151,6 @@ def write_syncd_config(
     return write_config(path, merge(sections, {"limits": limits}))
 
 
-def pg_entries(url: str) -> dict[str, dict[str, Any]]:
-    """The PostgreSQL mirror's live entries in the comparison shape of tests/support/mirror."""
-    with psycopg.connect(url) as conn:
-        cursor = conn.execute("SELECT * FROM time_entries WHERE deleted_at IS NULL")
-        names = [c.name for c in cursor.description or ()]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-        tags: dict[str, list[tuple[Any, ...]]] = {}
-        for entry_id, tag_id, name, color in conn.execute(
-            "SELECT l.time_entry_id, t.id, t.name, t.color FROM time_entry_tags AS l "
-            "LEFT JOIN tags AS t ON t.id = l.tag_id"
-        ):
-            tags.setdefault(entry_id, []).append((tag_id, name, color))
-    result = {}
-    for row in rows:
-        item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
-        item["tags"] = sorted(tags.get(row["id"], []))
-        result[row["id"]] = item
-    return result
-
-
-def divergence(
-    truth: dict[str, dict[str, Any]], live: dict[str, dict[str, Any]]
-) -> tuple[int, int, int]:
-    """(missing, stale, wrongly live) entries of the live mirror against the truth; stale:
-    live in both, but some field differs (as bench_readings.py counts them)."""
-    missing = sum(1 for i in truth if i not in live)
-    stale = sum(
-        1
-        for i, entry in truth.items()
-        if i in live and any(live[i][k] != v for k, v in entry.items())
-    )
-    extra = sum(1 for i in live if i not in truth)
-    return missing, stale, extra
-
-
 def pacing_min(requests: int) -> float:
     """The least seconds syncd's pacing allows ``requests`` backfill requests of ``--once``
     (bench_sync.py's ``backfill_min_seconds_syncd_pacing``)."""
@@ -213,7 +177,7 @@ def backfill(args: argparse.Namespace, work: Path, url: str) -> Path:
             config = write_syncd_config(work / f"{backend}.toml", emulator, key, database)
             summary, wall, rss = run_once(config, work / f"{backend}.log")
             stats = emulator.stats()["keys"][key]
-            live = mirror_entries(db) if backend == "sqlite" else pg_entries(url)
+            live = mirror_entries(db if backend == "sqlite" else url)
             missing, stale, extra = divergence(truth, live)
             print(f"{backend}_backfill_wall_seconds: {wall:.1f}")
             print(f"{backend}_backfill_sync_reported_seconds: {summary['duration_seconds']:.1f}")
@@ -243,32 +207,6 @@ def backfill(args: argparse.Namespace, work: Path, url: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- replay
-
-
-def window_bodies(mirror: Path) -> tuple[list[tuple[str, bytes]], int]:
-    """The backfilled upstream entries (the ``raw`` JSON of each) as find-response bodies of
-    whole days, about the backfill's window size each, and that size."""
-    conn = sqlite3.connect(f"file:{mirror}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT workspace_id, date, raw FROM time_entries ORDER BY workspace_id, date DESC"
-        ).fetchall()
-        per_window = conn.execute(
-            "SELECT CAST(avg(entries) AS INTEGER) FROM window_scans WHERE source = 'backfill'"
-        ).fetchone()[0]
-    finally:
-        conn.close()
-    bodies: list[tuple[str, bytes]] = []
-    for workspace_id, group in itertools.groupby(rows, key=lambda r: r[0]):
-        items: list[str] = []
-        for _, day in itertools.groupby(group, key=lambda r: r[1]):
-            items.extend(raw for _, _, raw in day)
-            if len(items) >= per_window:
-                bodies.append((workspace_id, ("[" + ",".join(items) + "]").encode()))
-                items = []
-        if items:
-            bodies.append((workspace_id, ("[" + ",".join(items) + "]").encode()))
-    return bodies, per_window
 
 
 def replay_into(location: str | Path, bodies: list[tuple[str, bytes]]) -> tuple[int, float]:

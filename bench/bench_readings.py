@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sync import KEY, run_once, start_emulator, write_syncd_config
 
 from tests.support.emulator import EmulatorProcess
+from tests.support.mirror import divergence as count_divergence
 from tests.support.mirror import mirror_entries, truth_entries
 
 READINGS = {
@@ -39,16 +40,7 @@ READINGS = {
 def divergence(emulator: EmulatorProcess, db: Path) -> tuple[int, int, int]:
     """(missing, stale, wrongly live) entries of the mirror against the emulator's truth;
     stale: live in both, but some field differs."""
-    truth = truth_entries(emulator)
-    live = mirror_entries(db)
-    missing = sum(1 for i in truth if i not in live)
-    stale = sum(
-        1
-        for i, entry in truth.items()
-        if i in live and any(live[i][k] != v for k, v in entry.items())
-    )
-    extra = sum(1 for i in live if i not in truth)
-    return missing, stale, extra
+    return count_divergence(truth_entries(emulator), mirror_entries(db))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,14 +137,9 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-def replay_throughput(mirror: Path, target: Path) -> None:
-    """Parse and upsert the backfilled upstream entries again, timing each stage alone.
-
-    The entries are the emulator's own (UUID ids, the raw JSON of each entry, tags), read
-    back from the mirror's ``raw`` column, and go into a fresh mirror in windows of the size
-    the backfill used, through the store's ``apply_window``: the local write throughput on
-    realistic data, without the network or the rate limits.
-    """
+def window_bodies(mirror: Path) -> tuple[list[tuple[str, bytes]], int]:
+    """The backfilled upstream entries (the ``raw`` JSON of each) as find-response bodies of
+    whole days, about the backfill's window size each, and that size."""
     conn = sqlite3.connect(f"file:{mirror}?mode=ro", uri=True)
     try:
         rows = conn.execute(
@@ -167,7 +162,18 @@ def replay_throughput(mirror: Path, target: Path) -> None:
                 items = []
         if items:
             bodies.append((workspace_id, ("[" + ",".join(items) + "]").encode()))
-    del rows  # one window at a time is alive during the replays, as in a sync
+    return bodies, per_window
+
+
+def replay_throughput(mirror: Path, target: Path) -> None:
+    """Parse and upsert the backfilled upstream entries again, timing each stage alone.
+
+    The entries are the emulator's own (UUID ids, the raw JSON of each entry, tags), read
+    back from the mirror's ``raw`` column, and go into a fresh mirror in windows of the size
+    the backfill used, through the store's ``apply_window``: the local write throughput on
+    realistic data, without the network or the rate limits.
+    """
+    bodies, per_window = window_bodies(mirror)
     parse_rates, rates = [], []
     for attempt in range(REPLAYS):
         path = target.with_name(f"{target.stem}-{attempt}{target.suffix}")

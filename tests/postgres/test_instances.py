@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.support.config import emulator_sections, merge, write_config
+from tests.support.daemon import LoggedDaemon, epoch
 from tests.support.emulator import SYNCD, EmulatorProcess
 from tests.support.environment import clean_env
 from tests.support.net import free_port
@@ -35,30 +35,8 @@ INTERVAL_SECONDS = 10  # the shortest poll interval the config allows
 NAMES = ("syncd-a", "syncd-b", "syncd-c")
 
 
-class Daemon:
+class Daemon(LoggedDaemon):
     """One ``syncd`` daemon process with its config and its JSON log file."""
-
-    def __init__(self, name: str, config: Path, log: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.config = config
-        self.log = log
-        with log.open("w", encoding="utf-8") as errors:
-            self.process = subprocess.Popen(
-                [*SYNCD, "-c", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                env=env,
-            )
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text(encoding="utf-8").splitlines():
-            if not line.startswith("{"):
-                continue
-            event = json.loads(line)
-            if name is None or event.get("event") == name:
-                found.append(event)
-        return found
 
     def scans(self, after: float = 0.0, source: str | None = None) -> list[tuple[float, str]]:
         """(when, workspace) of every window (of ``source``) this daemon committed after
@@ -66,22 +44,8 @@ class Daemon:
         return [
             (when, e["workspace_id"])
             for e in self.events("window_synced")
-            if (when := _epoch(e["timestamp"])) > after and source in (None, e["source"])
+            if (when := epoch(e["timestamp"])) > after and source in (None, e["source"])
         ]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _rounds(moments: Iterable[float]) -> int:

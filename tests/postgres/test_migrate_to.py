@@ -20,7 +20,7 @@ from syncd.store import transfer
 from tests.e2e.harness import EXIT_OK, EXIT_USAGE, SyncRun, database_of, run_once, write_config
 from tests.support.emulator import SYNCD, EmulatorProcess
 from tests.support.environment import clean_env
-from tests.support.mirror import ENTRY_FIELDS, differences, truth_entries
+from tests.support.mirror import differences, mirror_entries, truth_entries
 
 #: Two workspaces, a few years of entries: the first run backfills in many windows.
 EMULATOR_ARGS = ("--seed", "11", "--workspaces", "2", "--entries", "600", "--no-rate-limit")
@@ -50,28 +50,6 @@ def url_config(directory: Path, emulator: EmulatorProcess, url: str) -> Path:
     end = text.index("\n\n", start)
     path.write_text(text[:start] + f'[database]\nurl = "{url}"' + text[end:], encoding="utf-8")
     return path
-
-
-def pg_entries(url: str) -> dict[str, dict[str, Any]]:
-    """The PostgreSQL mirror's live entries in the comparison shape of tests/support/mirror."""
-    with psycopg.connect(url) as conn:
-        cursor = conn.execute(
-            "SELECT * FROM time_entries WHERE deleted_at IS NULL",
-        )
-        names = [c.name for c in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-        tags: dict[str, list[tuple[Any, ...]]] = {}
-        for entry_id, tag_id, name, color in conn.execute(
-            "SELECT l.time_entry_id, t.id, t.name, t.color FROM time_entry_tags AS l "
-            "LEFT JOIN tags AS t ON t.id = l.tag_id"
-        ):
-            tags.setdefault(entry_id, []).append((tag_id, name, color))
-    result = {}
-    for row in rows:
-        item = {k: row[k] for k in ENTRY_FIELDS if k != "tags"}
-        item["tags"] = sorted(tags.get(row["id"], []))
-        result[row["id"]] = item
-    return result
 
 
 def counts_in_sqlite(db: Path) -> dict[str, int]:
@@ -131,7 +109,7 @@ def test_the_copy_continues_incrementally_and_equals_upstream(tmp_path, emulator
     assert after.summary["inserted"] == 0
     assert after.summary["updated"] >= 1
     truth = truth_entries(emulator)
-    mirror = pg_entries(postgres_url)
+    mirror = mirror_entries(postgres_url)
     assert mirror[recent["id"]]["description"] == "edited after the move"
     problems = differences(truth, mirror)
     assert not problems, "\n".join(problems)

@@ -24,13 +24,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.config import write_config
-from tests.support.emulator import ZAPIER, EmulatorProcess
+from tests.support.emulator import SYNCD, ZAPIER, EmulatorProcess
 from tests.support.mirror import Location, differences, mirror_entries, truth_shape
 from tests.support.mirror import query as query_mirror
 from tests.support.net import free_port
@@ -354,3 +355,48 @@ def mirror_differences(daemon: DaemonProc, truth: dict[str, dict]) -> list[str]:
 
 def mirror_matches_truth(daemon: DaemonProc, emulator: Emulator) -> bool:
     return not mirror_differences(daemon, emulator.truth())
+
+
+class LoggedDaemon:
+    """One ``syncd`` daemon process started with a config of its own, its JSON log (stderr)
+    kept in a file to read the events back; several of them share one database in the tests
+    and benchmarks of several instances."""
+
+    def __init__(self, name: str, config: Path, log: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.config = config
+        self.log = log
+        with log.open("w", encoding="utf-8") as errors:
+            self.process = subprocess.Popen(
+                [*SYNCD, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=errors, env=env
+            )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The daemon's log events so far (named ``name``), skipping a line being written."""
+        found = []
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                found.append(event)
+        return found
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def epoch(stamp: str) -> float:
+    """A log event's ISO 8601 timestamp as epoch seconds."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

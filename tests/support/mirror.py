@@ -251,6 +251,21 @@ def differences(
     return problems
 
 
+def divergence(
+    truth: Mapping[str, Mapping[str, Any]], live: Mapping[str, Mapping[str, Any]]
+) -> tuple[int, int, int]:
+    """(missing, stale, wrongly live) entries of the live mirror against the truth; stale:
+    live in both, but some field of the truth differs."""
+    missing = sum(1 for i in truth if i not in live)
+    stale = sum(
+        1
+        for i, entry in truth.items()
+        if i in live and any(live[i][k] != v for k, v in entry.items())
+    )
+    extra = sum(1 for i in live if i not in truth)
+    return missing, stale, extra
+
+
 def assert_mirror_equals_truth(
     emulator: EmulatorProcess, db: Location
 ) -> dict[str, dict[str, Any]]:
