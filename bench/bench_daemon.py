@@ -521,7 +521,7 @@ async def simulate_day(
     from syncd.records import Priority
     from syncd.service import Runtime
     from syncd.store import AsyncStore
-    from syncd.store.budget import budget_ledger
+    from syncd.store.ledgers import budget_ledger
     from syncd.sync import SyncEngine, SyncSettings
 
     print(

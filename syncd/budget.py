@@ -7,12 +7,13 @@ minute and day windows to higher ones; in-process waiters are served in priority
 
 The library survey suggests pyrate-limiter; the budget is written by hand instead because it
 needs priority classes, a UTC-day window, correction from response headers and the shared
-deadline to be checked in the same ``BEGIN IMMEDIATE`` transaction as the grant itself.
+deadline to be checked in the same transaction as the grant itself (``BEGIN IMMEDIATE`` on
+SQLite, the key's row taken ``FOR UPDATE`` on PostgreSQL).
 
 The grants and deadlines live in a :class:`~syncd.budget_ledger.BudgetLedger` the store
-hands out (``syncd.store.budget.budget_ledger``); this module decides, waits and keeps
-time. Ledger calls run through an injectable ``runner`` (the store's DB thread), never on
-the event loop.
+hands out (``syncd.store.ledgers.budget_ledger``, for SQLite or PostgreSQL); this module
+decides, waits and keeps time. Ledger calls run through an injectable ``runner`` (the
+store's DB thread), never on the event loop.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from syncd.budget import (
 from syncd.budget_ledger import RESERVE_AHEAD, SECOND_SPAN, Observation
 from syncd.errors import BudgetExhausted, StoreError
 from syncd.records import Priority, RateLimitInfo
-from syncd.store.budget import SqliteBudgetLedger, budget_ledger
+from syncd.store.budget import SqliteBudgetLedger
+from syncd.store.ledgers import budget_ledger
 from syncd.store.migrations import BUDGET_TABLES
 from tests.support.examples import examples
 

@@ -22,7 +22,7 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import peewee
 
@@ -38,9 +38,6 @@ from syncd.budget_ledger import (
 )
 from syncd.store.budget_windows import NO_STATE, State, counts_since, plan_grant
 from syncd.store.failures import storage_error
-
-if TYPE_CHECKING:
-    from syncd.store import Store
 
 _INSERT_GRANT = "INSERT INTO budget_grants (key_id, granted_at, priority, pid) VALUES (?, ?, ?, ?)"
 
@@ -232,8 +229,3 @@ class SqliteBudgetLedger:
                 (self._key_id, now - keep),
             )
             return cursor.rowcount
-
-
-def budget_ledger(store: Store, key_id: str) -> SqliteBudgetLedger:
-    """The rate budget's ledger of ``key_id`` in the mirror ``store`` (nothing is read yet)."""
-    return SqliteBudgetLedger(store.db, key_id)

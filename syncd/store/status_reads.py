@@ -82,17 +82,6 @@ class MirrorCounts:
     last_webhook_at: str | None = None
     quarantined_entries: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready form: ``{"workspaces": [...], "last_run": {...} | None,
-        "webhook_events": {...}, "last_webhook_at": str | None, "quarantined_entries": int}``."""
-        return {
-            "workspaces": [w.as_dict() for w in self.workspaces],
-            "last_run": None if self.last_run is None else self.last_run.as_dict(),
-            "webhook_events": dict(self.webhook_events),
-            "last_webhook_at": self.last_webhook_at,
-            "quarantined_entries": self.quarantined_entries,
-        }
-
 
 def read_counts(db: Database, workspace_state: Callable[[str], WorkspaceState]) -> MirrorCounts:
     """Per-workspace counts and progress (``workspace_state`` reads one workspace's), the
