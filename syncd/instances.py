@@ -16,6 +16,7 @@ import asyncio
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 
@@ -27,9 +28,9 @@ from syncd.store.leases import Leases, WorkShare
 
 log = structlog.get_logger("syncd.instances")
 
-#: The longest pause between heartbeats: each one renews this process's leases and looks for
-#: a workspace whose holder died, so its work is taken over within this of the lease expiring.
-HEARTBEAT_SECONDS = 5.0
+#: How often a daemon looks for a workspace whose holder died (a read), so that its work is
+#: taken over within this of the lease expiring; leases are renewed every third of their life.
+LOOK_SECONDS = 5.0
 
 
 def new_instance_id(host: str | None = None, pid: int | None = None) -> str:
@@ -118,16 +119,25 @@ class SharedWork:
         returns whether it leads. Raises ``StoreError``."""
         was, was_unheld = self.share.leading, self.share.unheld
         leading = await self.store.call_budget(self.share.beat, lead=self.wants_lead)
+        self._noticed(was_unheld)
         if leading and not was:
             log.info("instance_leads", instance=self.instance_id)
             if self.on_lead is not None:
                 self.on_lead()
         elif was and not leading:
             log.warning("instance_lost_lead", instance=self.instance_id)
+        return leading
+
+    async def look(self) -> None:
+        """Look (a read, no write) for a workspace whose holder died. Raises ``StoreError``."""
+        was_unheld = self.share.unheld
+        await self.store.call_budget(self.share.look)
+        self._noticed(was_unheld)
+
+    def _noticed(self, was_unheld: bool) -> None:
         if self.share.unheld and not was_unheld and self.on_unheld is not None:
             log.info("workspace_lease_free", instance=self.instance_id)
             self.on_unheld()  # a holder died: take its work at once, not at the next round
-        return leading
 
     async def __aenter__(self) -> SharedWork:
         await self.beat()
@@ -143,10 +153,16 @@ class SharedWork:
             await self.store.call_budget(self.share.release_all)
 
     async def _heartbeat(self) -> None:
-        every = max(0.5, min(HEARTBEAT_SECONDS, self.ttl_seconds / 3))
+        renew_every = max(0.5, self.ttl_seconds / 3)
+        tick = min(renew_every, LOOK_SECONDS) if self.on_unheld is not None else renew_every
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(tick)
             try:
-                await self.beat()
+                if time.monotonic() - renewed >= renew_every - tick / 2:
+                    await self.beat()
+                    renewed = time.monotonic()
+                else:
+                    await self.look()
             except StoreError as exc:
                 log.warning("instance_heartbeat_failed", error=str(exc))

@@ -119,6 +119,7 @@ def test_a_heartbeat_notices_a_workspace_whose_holder_died(share) -> None:
     survivor.beat()
     assert not survivor.unheld  # every workspace has a live holder
     time.sleep(0.4)  # the killed process renews nothing: its leases lapse
+    assert survivor.look()  # a read between renewals notices it
     survivor.beat()
     assert survivor.unheld
     assert survivor.claim(WORKSPACES) == WORKSPACES

@@ -150,9 +150,15 @@ class WorkShare:
         leads (keeps the subscription) now."""
         return self._guarded(self._beat, lead)
 
-    def _find_unheld(self) -> None:
+    def look(self) -> bool:
+        """Whether one of the key's workspaces (as of the last claim) has no live lease now (its
+        holder died); reads only. Kept in ``unheld``."""
+        return self._guarded(self._find_unheld)
+
+    def _find_unheld(self) -> bool:
         names = {lease.name for lease in self.leases.holders()}
         self.unheld = any(self.workspace_name(w) not in names for w in self.known)
+        return self.unheld
 
     def release_all(self) -> None:
         """Give back every lease of this process (at a clean end), so others take over now."""
